@@ -1,0 +1,194 @@
+// txmq: an embeddable, transactional message broker on LMDB.
+//
+// A Broker owns one data directory. Open it once per process, share the
+// Broker, and create producers and consumers from it:
+//
+//   absl::StatusOr<std::unique_ptr<txmq::Broker>> broker =
+//       txmq::Broker::Open("/var/lib/orders-mq", {});
+//   if (!broker.ok()) return broker.status();
+//   (*broker)->CreateTopic("order-created", {.queues = 4}).IgnoreError();
+//   auto producer = (*broker)->CreateProducer({});
+//   auto result = (*producer)->Send({.topic = "order-created", .key = "o-42",
+//                                    .body = "..."});
+//
+// Guarantees (docs/guarantees.md; each has a test):
+//   - A send that returned OK is never lost: in kSync mode not by a crash or
+//     a power loss, in kAsync mode not by a crash of the process.
+//   - Every stored message is delivered to every consumer group that reads
+//     its topic, at least once; within a queue in offset order.
+//   - Bad input gets a clear absl::Status and damages nothing stored.
+//
+// Caveats (read these):
+//   - One Broker per data directory per process (an LMDB rule); a second
+//     Open of the same directory, from this or another process, is refused.
+//     Other processes may read the directory (the txmq CLI does) without
+//     blocking the owner.
+//   - Destroy producers, consumers and received batches before the Broker.
+//   - A received batch pins a snapshot of the data file; let it go quickly.
+//   - kAsync trades power-loss safety for speed: see Durability.
+//
+// Thread-safe: every Broker method may be called from any thread.
+
+#ifndef TXMQ_BROKER_H_
+#define TXMQ_BROKER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "txmq/consumer.h"
+#include "txmq/message.h"
+#include "txmq/producer.h"
+
+namespace txmq {
+
+enum class Durability {
+  // A send returns after its data is fsynced to disk (two flushes per group
+  // commit: the pages, then LMDB's meta page). Survives kill -9 and power
+  // loss. The default: an acknowledged message is a durable message.
+  kSync,
+  // A send returns after the LMDB commit, without fsync; the file is synced
+  // every `async_sync_interval`. Survives kill -9 (the kernel holds the
+  // pages). A power loss (or kernel crash) may lose the last interval, and
+  // because LMDB does not order its page and meta writes without fsync,
+  // it can also leave the data file damaged (LMDB's MDB_NOSYNC caveat): use
+  // kSync where the machine may lose power.
+  kAsync,
+};
+
+enum class LogLevel { kInfo, kWarning, kError };
+
+struct Options {
+  Durability durability = Durability::kSync;
+  // kAsync only: how often the data file is fsynced.
+  absl::Duration async_sync_interval = absl::Milliseconds(100);
+
+  // The initial size of the memory map (virtual address space; the file
+  // grows only as data is written). The broker doubles the map (in steps of
+  // at most 8 GiB) when it is 3/4 used, so a full map never reaches a
+  // caller while the disk has room.
+  size_t initial_map_bytes = size_t{1} << 30;
+  // 0: no limit but the disk. Otherwise writes fail with RESOURCE_EXHAUSTED
+  // once the map would pass this size.
+  size_t max_map_bytes = 0;
+
+  // The largest stored record (body, key, tags and properties together),
+  // as RocketMQ's maxMessageSize. Larger sends fail with INVALID_ARGUMENT.
+  size_t max_message_bytes = size_t{4} << 20;
+
+  // The most queues (summed over all topics) the directory can hold; each
+  // queue is an LMDB table, and LMDB fixes the table count at open.
+  uint32_t max_queues = 1024;
+  // The most transactions reading at once: received batches alive, plus
+  // readers in other processes (the CLI).
+  uint32_t max_readers = 256;
+
+  // Open fails with NOT_FOUND instead of creating a missing directory.
+  bool create_if_missing = true;
+
+  // Optional. Receives the broker's rare notable events (map growth, a
+  // failed background sync). Called from broker threads; must not block.
+  std::function<void(LogLevel, std::string_view)> log;
+};
+
+struct TopicOptions {
+  // Queues are the unit of order and of parallelism: 1 to 1024.
+  uint32_t queues = 4;
+};
+
+struct QueueInfo {
+  uint32_t queue = 0;
+  // The first stored offset and one past the last; end - first messages.
+  uint64_t first_offset = 0;
+  uint64_t end_offset = 0;
+};
+
+struct TopicInfo {
+  std::string name;
+  uint32_t queue_count = 0;
+  absl::Time create_time;
+  std::vector<QueueInfo> queues;
+
+  uint64_t message_count() const {
+    uint64_t n = 0;
+    for (const QueueInfo& q : queues) n += q.end_offset - q.first_offset;
+    return n;
+  }
+};
+
+struct BrokerStats {
+  size_t map_bytes = 0;   // current map size
+  size_t used_bytes = 0;  // high-water mark of pages in the data file
+  uint64_t commits = 0;   // write transactions committed since Open
+  uint64_t map_growths = 0;
+  // Messages handed to consumers in place (zero-copy) and, for records
+  // that were not 8-byte aligned in the map, through a copy. The layout in
+  // docs/format.md keeps the second at 0.
+  uint64_t zero_copy_reads = 0;
+  uint64_t copied_reads = 0;
+};
+
+class Broker {
+ public:
+  // Opens (or, when it is missing or empty, creates) the data directory
+  // `dir`.
+  // Errors:
+  //   NOT_FOUND            `dir` is missing and !options.create_if_missing.
+  //   FAILED_PRECONDITION  `dir` is open already (in this process or
+  //                        another); it holds an LMDB environment that is not
+  //                        txmq's; it was written by a newer txmq (format
+  //                        version); it is not a directory.
+  //   DATA_LOSS            data.mdb is not an LMDB file (foreign or damaged)
+  //                        or a record in it is damaged.
+  //   PERMISSION_DENIED    the directory is not writable.
+  //   INVALID_ARGUMENT     bad options.
+  // A failed Open changes nothing that was stored.
+  static absl::StatusOr<std::unique_ptr<Broker>> Open(
+      std::string_view dir, const Options& options = {});
+
+  // Completes queued sends, syncs, and closes the directory. Producers,
+  // consumers and batches must already be destroyed.
+  virtual ~Broker() = default;
+
+  // Errors: INVALID_ARGUMENT (bad name or queue count), ALREADY_EXISTS,
+  // RESOURCE_EXHAUSTED (Options::max_queues would be passed).
+  virtual absl::Status CreateTopic(std::string_view name,
+                                   const TopicOptions& options = {}) = 0;
+  // Deletes the topic, its messages and every group's offsets for it.
+  // Producers and consumers of it get NOT_FOUND from then on.
+  // Errors: NOT_FOUND, INVALID_ARGUMENT.
+  virtual absl::Status DeleteTopic(std::string_view name) = 0;
+  // Sorted by name.
+  virtual std::vector<TopicInfo> ListTopics() const = 0;
+  // Errors: NOT_FOUND.
+  virtual absl::StatusOr<TopicInfo> DescribeTopic(
+      std::string_view name) const = 0;
+
+  // Errors: INVALID_ARGUMENT (a bad group name).
+  virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const ProducerOptions& options = {}) = 0;
+  // A consumer of `topic` in consumer group `group`. A group new to the
+  // topic starts at options.start_from; that starting point is stored at
+  // once, so it holds across restarts.
+  // Errors: INVALID_ARGUMENT (bad group name), NOT_FOUND (no such topic).
+  virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
+      std::string_view group, std::string_view topic,
+      const ConsumerOptions& options = {}) = 0;
+
+  // Makes everything committed so far durable (useful in kAsync mode).
+  virtual absl::Status Sync() = 0;
+
+  virtual BrokerStats Stats() const = 0;
+  virtual const std::string& dir() const = 0;
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_BROKER_H_

@@ -1,0 +1,214 @@
+// BrokerImpl: Broker::Open and the topic administration calls.
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "broker/consumer_impl.h"
+#include "broker/core.h"
+#include "broker/producer_impl.h"
+#include "consume/cursor_store.h"
+#include "topic/names.h"
+#include "txmq/broker.h"
+#include "util/status_macros.h"
+
+namespace txmq {
+namespace {
+
+absl::Status ValidateOptions(const Options& o) {
+  if (o.initial_map_bytes < (size_t{1} << 20)) {
+    return absl::InvalidArgumentError(
+        "Options::initial_map_bytes must be at least 1 MiB");
+  }
+  if (o.max_map_bytes != 0 && o.max_map_bytes < o.initial_map_bytes) {
+    return absl::InvalidArgumentError(
+        "Options::max_map_bytes must be 0 (no limit) or at least "
+        "initial_map_bytes");
+  }
+  if (o.max_message_bytes < 256 || o.max_message_bytes > (size_t{1} << 30)) {
+    return absl::InvalidArgumentError(
+        "Options::max_message_bytes must be between 256 bytes and 1 GiB");
+  }
+  if (o.max_queues == 0 || o.max_queues > 32768) {
+    return absl::InvalidArgumentError(
+        "Options::max_queues must be between 1 and 32768");
+  }
+  if (o.max_readers < 8) {
+    return absl::InvalidArgumentError(
+        "Options::max_readers must be at least 8");
+  }
+  if (o.durability == Durability::kAsync &&
+      o.async_sync_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "Options::async_sync_interval must be positive");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NoSuchTopic(std::string_view name) {
+  return absl::NotFoundError(absl::StrFormat(
+      "topic '%s' does not exist; create it with CreateTopic or 'txmq topic "
+      "create'",
+      std::string(name)));
+}
+
+TopicInfo Describe(const Topic& topic) {
+  TopicInfo info;
+  info.name = topic.name();
+  info.queue_count = topic.queue_count();
+  info.create_time = absl::FromUnixMillis(topic.create_time_ms());
+  for (uint32_t q = 0; q < topic.queue_count(); ++q) {
+    info.queues.push_back(QueueInfo{
+        .queue = q,
+        .first_offset = topic.queue(q).first.load(std::memory_order_relaxed),
+        .end_offset = topic.queue(q).end.load(std::memory_order_acquire)});
+  }
+  return info;
+}
+
+class BrokerImpl final : public Broker {
+ public:
+  explicit BrokerImpl(const Options& options) : core_(options) {}
+
+  ~BrokerImpl() override {
+    // The writer finishes what is queued (sends, offset writes), then the
+    // callbacks it posted run; only then do the registries and the
+    // environment go.
+    if (core_.writer != nullptr) core_.writer->Stop();
+    core_.callbacks.Stop();
+  }
+
+  absl::Status Init(std::string_view dir) {
+    const Options& o = core_.options;
+    Env::Config config;
+    config.initial_map_bytes = o.initial_map_bytes;
+    config.max_map_bytes = o.max_map_bytes;
+    config.max_queue_tables = o.max_queues;
+    config.max_readers = o.max_readers;
+    config.sync_commits = o.durability == Durability::kSync;
+    config.create_if_missing = o.create_if_missing;
+    TXMQ_ASSIGN_OR_RETURN(core_.env, Env::Open(dir, config));
+    TXMQ_ASSIGN_OR_RETURN(core_.topics, TopicRegistry::Load(core_.env.get()));
+    auto log = [log = o.log](std::string_view message) {
+      if (log) log(LogLevel::kInfo, message);
+    };
+    TopicRegistry* topics = core_.topics.get();
+    Writer::ReaderFreeWork close_tables{
+        .pending = [topics] { return topics->HasTablesToClose(); },
+        .run =
+            [topics, log] {
+              if (absl::Status s =
+                      topics->CloseTables(topics->TakeTablesToClose());
+                  !s.ok()) {
+                log(std::string_view(s.message().data(), s.message().size()));
+              }
+            },
+    };
+    core_.writer = std::make_unique<Writer>(core_.env.get(), &core_.signal,
+                                            o.async_sync_interval, log,
+                                            std::move(close_tables));
+    core_.groups =
+        std::make_unique<GroupRegistry>(core_.env.get(), core_.writer.get());
+    return absl::OkStatus();
+  }
+
+  absl::Status CreateTopic(std::string_view name,
+                           const TopicOptions& options) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    return RunWrite(
+        *core_.writer,
+        [&](WriteContext& ctx) {
+          return core_.topics->ApplyCreate(ctx, name, options.queues);
+        },
+        /*exclusive=*/true);
+  }
+
+  absl::Status DeleteTopic(std::string_view name) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    return RunWrite(
+        *core_.writer,
+        [&](WriteContext& ctx) -> absl::Status {
+          TXMQ_RETURN_IF_ERROR(core_.topics->ApplyDelete(
+              ctx, name, [groups = core_.groups.get()](const Topic& topic) {
+                groups->ForgetTopic(topic);
+              }));
+          if (int rc = DeleteTopicCursors(ctx.txn(), core_.env->cursor_table(),
+                                          name);
+              rc != MDB_SUCCESS) {
+            return ctx.Fail(rc, "cannot delete the topic's consumer offsets");
+          }
+          return absl::OkStatus();
+        },
+        /*exclusive=*/true);
+  }
+
+  std::vector<TopicInfo> ListTopics() const override {
+    std::vector<TopicInfo> out;
+    for (const auto& topic : core_.topics->All())
+      out.push_back(Describe(*topic));
+    return out;
+  }
+
+  absl::StatusOr<TopicInfo> DescribeTopic(
+      std::string_view name) const override {
+    std::shared_ptr<Topic> topic = core_.topics->Find(name);
+    if (topic == nullptr) return NoSuchTopic(name);
+    return Describe(*topic);
+  }
+
+  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const ProducerOptions& options) override {
+    if (!options.group.empty()) {
+      TXMQ_RETURN_IF_ERROR(ValidateName(options.group, NameKind::kGroup));
+    }
+    return std::unique_ptr<Producer>(new LocalProducer(&core_, options));
+  }
+
+  absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
+      std::string_view group, std::string_view topic_name,
+      const ConsumerOptions& options) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+    std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
+    if (topic == nullptr) return NoSuchTopic(topic_name);
+    TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<GroupState> state,
+                          core_.groups->Get(group, topic, options.start_from));
+    return std::unique_ptr<Consumer>(
+        new LocalConsumer(&core_, std::move(state)));
+  }
+
+  absl::Status Sync() override {
+    return RunWrite(
+        *core_.writer, [](WriteContext&) { return absl::OkStatus(); },
+        /*exclusive=*/false, /*needs_sync=*/true);
+  }
+
+  BrokerStats Stats() const override {
+    BrokerStats stats;
+    stats.map_bytes = core_.env->map_bytes();
+    stats.used_bytes = core_.env->used_bytes();
+    stats.commits = core_.writer->commits();
+    stats.map_growths = core_.writer->map_growths();
+    stats.zero_copy_reads =
+        core_.zero_copy_reads.load(std::memory_order_relaxed);
+    stats.copied_reads = core_.copied_reads.load(std::memory_order_relaxed);
+    return stats;
+  }
+
+  const std::string& dir() const override { return core_.env->dir(); }
+
+ private:
+  BrokerCore core_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Broker>> Broker::Open(std::string_view dir,
+                                                     const Options& options) {
+  TXMQ_RETURN_IF_ERROR(ValidateOptions(options));
+  auto broker = std::make_unique<BrokerImpl>(options);
+  TXMQ_RETURN_IF_ERROR(broker->Init(dir));
+  return std::unique_ptr<Broker>(std::move(broker));
+}
+
+}  // namespace txmq

@@ -1,0 +1,235 @@
+#include "broker/consumer_impl.h"
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_format.h"
+#include "storage/keys.h"
+#include "storage/lmdb_status.h"
+
+namespace txmq {
+namespace {
+
+// Keeps a batch's views valid: the read transaction (the snapshot they
+// point into), the gate pass (no remap under them), and copies of the rare
+// records that were not 8-byte aligned in the map.
+class LocalBatchResources final : public ReceivedBatch::Resources {
+ public:
+  LocalBatchResources(GatePass pass, std::shared_ptr<ReadTxnCache> txns,
+                      MDB_txn* txn)
+      : pass_(std::move(pass)), txns_(std::move(txns)), txn_(txn) {}
+  ~LocalBatchResources() override {
+    // End the transaction before leaving the gate.
+    txns_->Release(txn_);
+    pass_.Release();
+  }
+
+  std::string_view Copy(std::string_view record) {
+    copies_.emplace_back(new uint64_t[record.size() / 8]);
+    std::memcpy(copies_.back().get(), record.data(), record.size());
+    return std::string_view(reinterpret_cast<char*>(copies_.back().get()),
+                            record.size());
+  }
+
+ private:
+  GatePass pass_;
+  std::shared_ptr<ReadTxnCache> txns_;
+  MDB_txn* txn_;
+  std::vector<std::unique_ptr<uint64_t[]>> copies_;
+};
+
+struct Claim {
+  uint32_t queue;
+  uint64_t begin;
+  uint64_t end;
+};
+
+}  // namespace
+
+LocalConsumer::LocalConsumer(BrokerCore* core,
+                             std::shared_ptr<GroupState> state)
+    : core_(core),
+      state_(std::move(state)),
+      txns_(std::make_shared<ReadTxnCache>(core->env->env())) {}
+
+absl::Status LocalConsumer::CheckTopic() const {
+  if (state_->topic()->deleted()) {
+    return absl::NotFoundError(
+        absl::StrFormat("topic '%s' was deleted", state_->topic()->name()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
+                                                     absl::Duration wait) {
+  if (max_messages == 0) {
+    return absl::InvalidArgumentError("Receive needs max_messages >= 1");
+  }
+  const absl::Time deadline = absl::Now() + wait;
+  const Topic& topic = *state_->topic();
+  MapGate& gate = core_->env->gate();
+  while (true) {
+    if (absl::Status s = CheckTopic(); !s.ok()) return s;
+    const uint64_t epoch = core_->signal.epoch();
+    if (!gate.TryEnter()) {
+      // The writer is remapping; wait for it rather than block it.
+      if (!gate.WaitOpen(deadline)) return ReceivedBatch();
+      continue;
+    }
+    GatePass pass(&gate);
+    // Load the queue ends BEFORE beginning the transaction: the writer
+    // publishes an end only after its commit, so a snapshot begun after the
+    // load holds every offset below it.
+    const uint32_t n = topic.queue_count();
+    absl::InlinedVector<uint64_t, 16> limits(n);
+    for (uint32_t q = 0; q < n; ++q) {
+      limits[q] = topic.queue(q).end.load(std::memory_order_acquire);
+    }
+    MDB_txn* txn = nullptr;
+    if (int rc = txns_->Acquire(&txn); rc != MDB_SUCCESS) {
+      return LmdbStatus(rc,
+                        "cannot begin a read transaction (raise "
+                        "Options::max_readers if batches pile up)");
+    }
+
+    std::vector<Claim> claims;
+    uint64_t remaining = max_messages;
+    for (uint32_t i = 0; i < n && remaining > 0; ++i) {
+      const uint32_t q = (next_queue_ + i) % n;
+      auto [begin, end] = state_->cursor(q).Claim(remaining, limits[q]);
+      if (begin < end) {
+        claims.push_back({q, begin, end});
+        remaining -= end - begin;
+      }
+    }
+    next_queue_ = (next_queue_ + 1) % n;
+
+    if (claims.empty()) {
+      txns_->Release(txn);
+      pass.Release();
+      if (absl::Now() >= deadline ||
+          !core_->signal.WaitChange(epoch, deadline)) {
+        return ReceivedBatch();
+      }
+      continue;
+    }
+
+    auto resources =
+        std::make_unique<LocalBatchResources>(std::move(pass), txns_, txn);
+    std::vector<MessageView> views;
+    views.reserve(max_messages - remaining);
+    uint64_t copied = 0;
+    for (const Claim& claim : claims) {
+      MDB_cursor* cursor = nullptr;
+      if (int rc = mdb_cursor_open(txn, topic.queue(claim.queue).dbi, &cursor);
+          rc != MDB_SUCCESS) {
+        return LmdbStatus(rc, "cannot read a queue");
+      }
+      const OffsetKey first(claim.begin);
+      MDB_val k{8, const_cast<char*>(first.bytes)}, v;
+      int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_KEY);
+      for (uint64_t offset = claim.begin; offset < claim.end; ++offset) {
+        if (rc == MDB_SUCCESS &&
+            (k.mv_size != 8 ||
+             GetBigEndian(static_cast<char*>(k.mv_data), 8) != offset)) {
+          rc = MDB_NOTFOUND;
+        }
+        if (rc != MDB_SUCCESS) {
+          mdb_cursor_close(cursor);
+          return absl::DataLossError(absl::StrFormat(
+              "message %d of queue %d of topic '%s' is missing (%s); the "
+              "data file is damaged (run 'txmq verify')",
+              offset, claim.queue, topic.name(), mdb_strerror(rc)));
+        }
+        std::string_view record(static_cast<const char*>(v.mv_data), v.mv_size);
+        if (reinterpret_cast<uintptr_t>(record.data()) % 8 != 0) {
+          record = resources->Copy(record);
+          ++copied;
+        }
+        absl::StatusOr<MessageView> view = MessageView::FromRecord(record);
+        if (!view.ok()) {
+          mdb_cursor_close(cursor);
+          return view.status();
+        }
+        views.push_back(*view);
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+      }
+      mdb_cursor_close(cursor);
+    }
+    core_->zero_copy_reads.fetch_add(views.size() - copied,
+                                     std::memory_order_relaxed);
+    if (copied != 0) {
+      core_->copied_reads.fetch_add(copied, std::memory_order_relaxed);
+    }
+    return ReceivedBatch(std::move(views), std::move(resources));
+  }
+}
+
+absl::Status LocalConsumer::AckRange(uint32_t queue, uint64_t begin,
+                                     uint64_t end) {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  if (queue >= state_->topic()->queue_count()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "topic '%s' has no queue %d", state_->topic()->name(), queue));
+  }
+  QueueCursor& cursor = state_->cursor(queue);
+  absl::StatusOr<bool> advanced = cursor.Ack(begin, end);
+  if (!advanced.ok()) return advanced.status();
+  if (*advanced && cursor.MarkDirty()) {
+    core_->groups->SchedulePersist(state_, queue);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalConsumer::Ack(const MessageView& message) {
+  if (message.topic() != state_->topic()->name()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "message of topic '%s' acknowledged to a consumer of topic '%s'",
+        std::string(message.topic()), state_->topic()->name()));
+  }
+  return AckRange(message.queue(), message.offset(), message.offset() + 1);
+}
+
+absl::Status LocalConsumer::Ack(const ReceivedBatch& batch) {
+  // Consecutive offsets of one queue are acknowledged as one range.
+  size_t i = 0;
+  const std::vector<MessageView>& views = batch.messages();
+  while (i < views.size()) {
+    if (views[i].topic() != state_->topic()->name()) return Ack(views[i]);
+    size_t j = i + 1;
+    while (j < views.size() && views[j].queue() == views[i].queue() &&
+           views[j].offset() == views[j - 1].offset() + 1 &&
+           views[j].topic() == views[i].topic()) {
+      ++j;
+    }
+    if (absl::Status s = AckRange(views[i].queue(), views[i].offset(),
+                                  views[j - 1].offset() + 1);
+        !s.ok()) {
+      return s;
+    }
+    i = j;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalConsumer::Ack(uint32_t queue, uint64_t offset) {
+  return AckRange(queue, offset, offset + 1);
+}
+
+absl::Status LocalConsumer::Flush() {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  return core_->groups->Flush(state_);
+}
+
+absl::StatusOr<uint64_t> LocalConsumer::CommittedOffset(uint32_t queue) const {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  if (queue >= state_->topic()->queue_count()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "topic '%s' has no queue %d", state_->topic()->name(), queue));
+  }
+  return state_->cursor(queue).committed();
+}
+
+}  // namespace txmq

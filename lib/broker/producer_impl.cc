@@ -1,0 +1,194 @@
+#include "broker/producer_impl.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "log/record_codec.h"
+#include "storage/keys.h"
+
+namespace txmq {
+
+uint32_t QueueForKey(std::string_view key, uint32_t queue_count) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return static_cast<uint32_t>(hash % queue_count);
+}
+
+namespace {
+
+// One or more messages appended in one transaction. Subclasses decide how
+// the outcome is delivered.
+class SendRequest : public WriteRequest {
+ public:
+  struct Item {
+    std::shared_ptr<Topic> topic;
+    uint32_t queue;
+    PendingRecord record;
+  };
+
+  absl::Status Apply(WriteContext& ctx) override {
+    results_.clear();
+    for (const Item& item : items_) {
+      if (item.topic->deleted()) {
+        return absl::NotFoundError(
+            absl::StrFormat("topic '%s' was deleted", item.topic->name()));
+      }
+    }
+    for (Item& item : items_) {
+      QueueState& q = item.topic->queue(item.queue);
+      const uint64_t offset = q.writer_next;
+      const MessageId id = MessageId::Make(ctx.now_ms(), q.number, offset);
+      item.record.Stamp(id, item.queue, offset, ctx.now_ms());
+      const OffsetKey key(offset);
+      MDB_val k{8, const_cast<char*>(key.bytes)};
+      MDB_val v{item.record.size(), nullptr};
+      // Offsets only grow, so every append lands at the end of its queue's
+      // table: MDB_APPEND fills pages densely; MDB_RESERVE lets the record
+      // be serialized straight into the map.
+      if (int rc = mdb_put(ctx.txn(), q.dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
+          rc != MDB_SUCCESS) {
+        return ctx.Fail(rc, absl::StrFormat("cannot append to topic '%s'",
+                                            item.topic->name()));
+      }
+      item.record.WriteTo(v.mv_data);
+      q.writer_next = offset + 1;
+      ctx.Touch(&q);
+      results_.push_back(
+          SendResult{.id = id,
+                     .queue = item.queue,
+                     .offset = offset,
+                     .store_time = absl::FromUnixMillis(ctx.now_ms())});
+    }
+    return absl::OkStatus();
+  }
+
+  absl::InlinedVector<Item, 1> items_;
+  std::vector<SendResult> results_;
+};
+
+class BlockingSend final : public SendRequest {
+ public:
+  void Complete(absl::Status status) override {
+    status_ = std::move(status);
+    done_.Notify();
+  }
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    return status_;
+  }
+
+ private:
+  absl::Status status_;
+  absl::Notification done_;
+};
+
+class CallbackSend final : public SendRequest {
+ public:
+  CallbackSend(CallbackRunner* runner, Producer::SendCallback done)
+      : runner_(runner), done_(std::move(done)) {}
+  void Complete(absl::Status status) override {
+    absl::StatusOr<SendResult> result =
+        status.ok() ? absl::StatusOr<SendResult>(results_.front())
+                    : absl::StatusOr<SendResult>(std::move(status));
+    runner_->Post([done = std::move(done_), result = std::move(result)] {
+      done(result);
+    });
+    delete this;
+  }
+
+ private:
+  CallbackRunner* const runner_;
+  Producer::SendCallback done_;
+};
+
+}  // namespace
+
+// Encodes `message` and picks its queue.
+static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
+                            std::atomic<uint32_t>& round_robin,
+                            const Message& message, int64_t born_ms,
+                            SendRequest* request) {
+  std::shared_ptr<Topic> topic = core->topics->Find(message.topic);
+  if (topic == nullptr) {
+    return absl::NotFoundError(absl::StrFormat(
+        "topic '%s' does not exist; create it with CreateTopic or 'txmq topic "
+        "create'",
+        message.topic));
+  }
+  absl::StatusOr<PendingRecord> record =
+      PendingRecord::Encode(message, born_ms, core->options.max_message_bytes);
+  if (!record.ok()) return record.status();
+  uint32_t queue;
+  const bool by_key =
+      options.selector == QueueSelector::kKeyHash ||
+      (options.selector == QueueSelector::kAuto && !message.key.empty());
+  if (by_key) {
+    queue = QueueForKey(message.key, topic->queue_count());
+  } else {
+    queue = round_robin.fetch_add(1, std::memory_order_relaxed) %
+            topic->queue_count();
+  }
+  request->items_.push_back(
+      SendRequest::Item{std::move(topic), queue, *std::move(record)});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
+  BlockingSend request;
+  if (absl::Status s = Prepare(core_, options_, round_robin_, message,
+                               absl::ToUnixMillis(absl::Now()), &request);
+      !s.ok()) {
+    return s;
+  }
+  core_->writer->Submit(&request);
+  if (absl::Status s = request.Wait(); !s.ok()) return s;
+  return request.results_.front();
+}
+
+void LocalProducer::SendAsync(const Message& message, SendCallback done) {
+  auto* request = new CallbackSend(&core_->callbacks, std::move(done));
+  if (absl::Status s = Prepare(core_, options_, round_robin_, message,
+                               absl::ToUnixMillis(absl::Now()), request);
+      !s.ok()) {
+    request->Complete(std::move(s));
+    return;
+  }
+  core_->writer->Submit(request);
+}
+
+std::future<absl::StatusOr<SendResult>> LocalProducer::SendAsync(
+    const Message& message) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<SendResult>>>();
+  std::future<absl::StatusOr<SendResult>> future = promise->get_future();
+  SendAsync(message, [promise](absl::StatusOr<SendResult> result) {
+    promise->set_value(std::move(result));
+  });
+  return future;
+}
+
+absl::StatusOr<std::vector<SendResult>> LocalProducer::SendBatch(
+    const std::vector<Message>& messages) {
+  if (messages.empty()) {
+    return absl::InvalidArgumentError("SendBatch needs at least one message");
+  }
+  BlockingSend request;
+  const int64_t born_ms = absl::ToUnixMillis(absl::Now());
+  for (const Message& message : messages) {
+    if (absl::Status s =
+            Prepare(core_, options_, round_robin_, message, born_ms, &request);
+        !s.ok()) {
+      return s;
+    }
+  }
+  core_->writer->Submit(&request);
+  if (absl::Status s = request.Wait(); !s.ok()) return s;
+  return std::move(request.results_);
+}
+
+}  // namespace txmq

@@ -1,0 +1,45 @@
+// LocalProducer: the in-process Producer (include/txmq/producer.h).
+//
+// Each send is encoded and validated on the caller's thread (PendingRecord),
+// its queue chosen, and handed to the writer as a SendRequest; the writer
+// stamps id, offset and store time while it appends.
+
+#ifndef TXMQ_LIB_BROKER_PRODUCER_IMPL_H_
+#define TXMQ_LIB_BROKER_PRODUCER_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "broker/core.h"
+#include "txmq/producer.h"
+
+namespace txmq {
+
+// The queue of `key` among `queue_count` queues: a fixed 64-bit FNV-1a hash,
+// the same in every process and release (it decides message order, so it
+// may never change).
+uint32_t QueueForKey(std::string_view key, uint32_t queue_count);
+
+class LocalProducer final : public Producer {
+ public:
+  LocalProducer(BrokerCore* core, const ProducerOptions& options)
+      : core_(core), options_(options) {}
+
+  absl::StatusOr<SendResult> Send(const Message& message) override;
+  void SendAsync(const Message& message, SendCallback done) override;
+  std::future<absl::StatusOr<SendResult>> SendAsync(
+      const Message& message) override;
+  absl::StatusOr<std::vector<SendResult>> SendBatch(
+      const std::vector<Message>& messages) override;
+  const ProducerOptions& options() const override { return options_; }
+
+ private:
+  BrokerCore* const core_;
+  const ProducerOptions options_;
+  std::atomic<uint32_t> round_robin_{0};
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_BROKER_PRODUCER_IMPL_H_

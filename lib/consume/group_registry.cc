@@ -1,0 +1,140 @@
+#include "consume/group_registry.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "consume/cursor_store.h"
+
+namespace txmq {
+namespace {
+
+std::string StateKey(std::string_view group, std::string_view topic) {
+  std::string key(group);
+  key.push_back('\0');
+  key.append(topic);
+  return key;
+}
+
+absl::Status TopicGone(const Topic& topic) {
+  return absl::NotFoundError(
+      absl::StrFormat("topic '%s' was deleted", topic.name()));
+}
+
+// Writes one queue's committed offset in the background.
+class PersistRequest : public WriteRequest {
+ public:
+  PersistRequest(Env* env, std::shared_ptr<GroupState> state, uint32_t queue)
+      : env_(env), state_(std::move(state)), queue_(queue) {}
+
+  absl::Status Apply(WriteContext& ctx) override {
+    const Topic& topic = *state_->topic();
+    if (topic.deleted()) return absl::OkStatus();
+    const uint64_t offset = state_->cursor(queue_).TakeForPersist();
+    if (int rc = PutCursor(ctx.txn(), env_->cursor_table(), state_->group(),
+                           topic.name(), queue_, offset);
+        rc != MDB_SUCCESS) {
+      return ctx.Fail(rc, "cannot store a consumer offset");
+    }
+    return absl::OkStatus();
+  }
+  // A failed background write loses nothing but progress: the next
+  // acknowledgement schedules another, and delivery is at least once.
+  void Complete(absl::Status) override { delete this; }
+
+ private:
+  Env* const env_;
+  const std::shared_ptr<GroupState> state_;
+  const uint32_t queue_;
+};
+
+}  // namespace
+
+GroupState::GroupState(std::string group, std::shared_ptr<Topic> topic,
+                       const std::vector<uint64_t>& committed)
+    : group_(std::move(group)), topic_(std::move(topic)) {
+  for (uint64_t offset : committed) {
+    cursors_.push_back(std::make_unique<QueueCursor>(offset));
+  }
+}
+
+absl::StatusOr<std::shared_ptr<GroupState>> GroupRegistry::Get(
+    std::string_view group, const std::shared_ptr<Topic>& topic,
+    StartFrom start_from) {
+  const std::string key = StateKey(group, topic->name());
+  absl::MutexLock load_lock(&load_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = states_.find(key);
+    if (it != states_.end() && it->second->topic() == topic) return it->second;
+  }
+  std::vector<uint64_t> committed(topic->queue_count());
+  absl::Status s = RunWrite(*writer_, [&](WriteContext& ctx) -> absl::Status {
+    if (topic->deleted()) return TopicGone(*topic);
+    std::vector<std::optional<uint64_t>> stored;
+    if (int rc = ReadCursors(ctx.txn(), env_->cursor_table(), group,
+                             topic->name(), topic->queue_count(), &stored);
+        rc != MDB_SUCCESS) {
+      return ctx.Fail(rc, "cannot read consumer offsets");
+    }
+    for (uint32_t q = 0; q < topic->queue_count(); ++q) {
+      if (stored[q].has_value()) {
+        committed[q] = *stored[q];
+        continue;
+      }
+      const QueueState& queue = topic->queue(q);
+      committed[q] = start_from == StartFrom::kLatest
+                         ? queue.writer_next
+                         : queue.first.load(std::memory_order_relaxed);
+      if (int rc = PutCursor(ctx.txn(), env_->cursor_table(), group,
+                             topic->name(), q, committed[q]);
+          rc != MDB_SUCCESS) {
+        return ctx.Fail(rc, "cannot store consumer offsets");
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  auto state =
+      std::make_shared<GroupState>(std::string(group), topic, committed);
+  absl::MutexLock lock(&mu_);
+  states_[key] = state;
+  return state;
+}
+
+void GroupRegistry::SchedulePersist(const std::shared_ptr<GroupState>& state,
+                                    uint32_t queue) {
+  writer_->Submit(new PersistRequest(env_, state, queue));
+}
+
+absl::Status GroupRegistry::Flush(const std::shared_ptr<GroupState>& state) {
+  return RunWrite(
+      *writer_,
+      [&](WriteContext& ctx) -> absl::Status {
+        const Topic& topic = *state->topic();
+        if (topic.deleted()) return TopicGone(topic);
+        for (uint32_t q = 0; q < topic.queue_count(); ++q) {
+          const uint64_t offset = state->cursor(q).TakeForPersist();
+          if (int rc = PutCursor(ctx.txn(), env_->cursor_table(),
+                                 state->group(), topic.name(), q, offset);
+              rc != MDB_SUCCESS) {
+            return ctx.Fail(rc, "cannot store consumer offsets");
+          }
+        }
+        return absl::OkStatus();
+      },
+      /*exclusive=*/false, /*needs_sync=*/true);
+}
+
+void GroupRegistry::ForgetTopic(const Topic& topic) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = states_.begin(); it != states_.end();) {
+    if (it->second->topic().get() == &topic) {
+      states_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace txmq

@@ -1,0 +1,84 @@
+// GroupRegistry: the in-memory state of every (consumer group, topic) pair
+// in use, shared by all Consumers of that pair in this process.
+//
+// A pair is loaded on first use: its committed offsets are read, and for a
+// group new to the topic the start (earliest or latest) is written, in one
+// writer transaction. Acknowledgements move the in-memory cursors; the
+// writer persists them in the background (SchedulePersist) or on demand
+// (Flush).
+//
+// Thread-safe. Get and Flush block on the writer, so they must not be
+// called on the writer thread. ForgetTopic runs on the writer thread.
+
+#ifndef TXMQ_LIB_CONSUME_GROUP_REGISTRY_H_
+#define TXMQ_LIB_CONSUME_GROUP_REGISTRY_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "consume/queue_cursor.h"
+#include "storage/env.h"
+#include "topic/topic.h"
+#include "txmq/consumer.h"
+#include "write/writer.h"
+
+namespace txmq {
+
+class GroupState {
+ public:
+  GroupState(std::string group, std::shared_ptr<Topic> topic,
+             const std::vector<uint64_t>& committed);
+  GroupState(const GroupState&) = delete;
+  GroupState& operator=(const GroupState&) = delete;
+
+  const std::string& group() const { return group_; }
+  const std::shared_ptr<Topic>& topic() const { return topic_; }
+  QueueCursor& cursor(uint32_t queue) { return *cursors_[queue]; }
+
+ private:
+  const std::string group_;
+  const std::shared_ptr<Topic> topic_;
+  std::deque<std::unique_ptr<QueueCursor>> cursors_;
+};
+
+class GroupRegistry {
+ public:
+  // `env` and `writer` outlive the registry.
+  GroupRegistry(Env* env, Writer* writer) : env_(env), writer_(writer) {}
+
+  // Errors: NOT_FOUND (the topic was deleted), and write errors.
+  absl::StatusOr<std::shared_ptr<GroupState>> Get(
+      std::string_view group, const std::shared_ptr<Topic>& topic,
+      StartFrom start_from);
+
+  // Queues a background write of `queue`'s committed offset. Call after
+  // QueueCursor::MarkDirty() returned true.
+  void SchedulePersist(const std::shared_ptr<GroupState>& state,
+                       uint32_t queue);
+  // Writes every queue's committed offset and waits until it is durable.
+  absl::Status Flush(const std::shared_ptr<GroupState>& state);
+
+  // Thread: writer. Drops the states of a deleted topic.
+  void ForgetTopic(const Topic& topic);
+
+ private:
+  Env* const env_;
+  Writer* const writer_;
+  // Serializes loading, so one pair is loaded once. Never taken by the
+  // writer thread, so holding it while waiting for the writer is safe.
+  absl::Mutex load_mu_;
+  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(load_mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<GroupState>> states_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_CONSUME_GROUP_REGISTRY_H_

@@ -1,0 +1,181 @@
+// MessageId and MessageView (include/txmq/message.h).
+
+#include "txmq/message.h"
+
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "record.capnp.h"
+#include "storage/keys.h"
+
+namespace txmq {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string_view ViewOf(capnp::Text::Reader text) {
+  return std::string_view(text.begin(), text.size());
+}
+
+std::string_view ViewOf(capnp::Data::Reader data) {
+  return std::string_view(reinterpret_cast<const char*>(data.begin()),
+                          data.size());
+}
+
+// The root of a stored record. The record was validated when its view was
+// made (FromRecord), so a failure here means the memory changed under us.
+template <typename F>
+auto WithRoot(std::string_view record, F&& f) {
+  kj::ArrayPtr<const capnp::word> words(
+      reinterpret_cast<const capnp::word*>(record.data()), record.size() / 8);
+  capnp::FlatArrayMessageReader reader(words);
+  return f(reader.getRoot<schema::MessageRecord>());
+}
+
+}  // namespace
+
+MessageId MessageId::FromBytes(const std::array<uint8_t, kSize>& bytes) {
+  MessageId id;
+  id.bytes_ = bytes;
+  return id;
+}
+
+MessageId MessageId::Make(int64_t store_time_ms, uint32_t queue_number,
+                          uint64_t offset) {
+  MessageId id;
+  char* out = reinterpret_cast<char*>(id.bytes_.data());
+  PutBigEndian(static_cast<uint64_t>(store_time_ms), 6, out);
+  PutBigEndian(queue_number, 4, out + 6);
+  PutBigEndian(offset, 6, out + 10);
+  return id;
+}
+
+absl::StatusOr<MessageId> MessageId::Parse(std::string_view text) {
+  if (text.size() != 2 * kSize) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "message id '%s' is not 32 hex digits", std::string(text)));
+  }
+  MessageId id;
+  for (size_t i = 0; i < kSize; ++i) {
+    const int hi = HexValue(text[2 * i]);
+    const int lo = HexValue(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "message id '%s' is not 32 hex digits", std::string(text)));
+    }
+    id.bytes_[i] = static_cast<uint8_t>(hi * 16 + lo);
+  }
+  return id;
+}
+
+std::string MessageId::ToString() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * kSize, '0');
+  for (size_t i = 0; i < kSize; ++i) {
+    out[2 * i] = kDigits[bytes_[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes_[i] & 15];
+  }
+  return out;
+}
+
+int64_t MessageId::store_time_ms() const {
+  return static_cast<int64_t>(
+      GetBigEndian(reinterpret_cast<const char*>(bytes_.data()), 6));
+}
+
+uint32_t MessageId::queue_number() const {
+  return static_cast<uint32_t>(
+      GetBigEndian(reinterpret_cast<const char*>(bytes_.data()) + 6, 4));
+}
+
+uint64_t MessageId::offset() const {
+  return GetBigEndian(reinterpret_cast<const char*>(bytes_.data()) + 10, 6);
+}
+
+absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
+  if (record.size() % 8 != 0 ||
+      reinterpret_cast<uintptr_t>(record.data()) % 8 != 0) {
+    return absl::DataLossError(absl::StrFormat(
+        "message record of %d bytes is not whole aligned words; the data "
+        "file is damaged (run 'txmq verify')",
+        record.size()));
+  }
+  MessageView view;
+  try {
+    WithRoot(record, [&](schema::MessageRecord::Reader root) {
+      view.record_ = record;
+      view.topic_ = ViewOf(root.getTopic());
+      view.key_ = ViewOf(root.getKey());
+      view.body_ = ViewOf(root.getBody());
+      const capnp::Data::Reader id = root.getId();
+      if (id.size() == MessageId::kSize) {
+        std::array<uint8_t, MessageId::kSize> bytes;
+        std::memcpy(bytes.data(), id.begin(), MessageId::kSize);
+        view.id_ = MessageId::FromBytes(bytes);
+      }
+      view.queue_ = root.getQueue();
+      view.offset_ = root.getOffset();
+      view.born_ms_ = root.getBornTimeMs();
+      view.store_ms_ = root.getStoreTimeMs();
+      // Touch the lists once so that a damaged record fails here, not in
+      // tags() or properties() later.
+      for (auto tag : root.getTags()) (void)tag;
+      for (auto prop : root.getProperties()) {
+        (void)prop.getName();
+        (void)prop.getValue();
+      }
+    });
+  } catch (const kj::Exception& e) {
+    return absl::DataLossError(absl::StrFormat(
+        "message record does not decode (%s); the data file is damaged (run "
+        "'txmq verify')",
+        e.getDescription().cStr()));
+  }
+  return view;
+}
+
+std::vector<std::string_view> MessageView::tags() const {
+  std::vector<std::string_view> out;
+  if (record_.empty()) return out;
+  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+    for (auto tag : root.getTags()) out.push_back(ViewOf(tag));
+  });
+  return out;
+}
+
+std::vector<std::pair<std::string_view, std::string_view>>
+MessageView::properties() const {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  if (record_.empty()) return out;
+  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+    for (auto prop : root.getProperties()) {
+      out.emplace_back(ViewOf(prop.getName()), ViewOf(prop.getValue()));
+    }
+  });
+  return out;
+}
+
+std::optional<std::string_view> MessageView::property(
+    std::string_view name) const {
+  std::optional<std::string_view> out;
+  if (record_.empty()) return out;
+  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+    for (auto prop : root.getProperties()) {
+      if (ViewOf(prop.getName()) == name) {
+        out = ViewOf(prop.getValue());
+        return;
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace txmq

@@ -1,0 +1,66 @@
+// Encoding messages into the stored record (lib/schema/record.capnp).
+//
+// A producer thread encodes its message into a PendingRecord (all the
+// copying and validation happens there, off the writer's thread); the writer
+// then stamps the fields only it knows (id, queue, offset, store time) and
+// serializes the record straight into the space LMDB reserved for it.
+//
+// Stored records are flat Cap'n Proto messages (segment table + segments),
+// always a whole number of 8-byte words. docs/format.md explains why that,
+// plus the 8-byte offset keys, leaves every record 8-byte aligned in the map,
+// which is what lets consumers read them in place.
+
+#ifndef TXMQ_LIB_LOG_RECORD_CODEC_H_
+#define TXMQ_LIB_LOG_RECORD_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "txmq/message.h"
+
+namespace capnp {
+class MallocMessageBuilder;
+}
+
+namespace txmq {
+
+// Message limits (also documented in include/txmq/message.h).
+inline constexpr size_t kMaxKeyBytes = 1024;
+inline constexpr size_t kMaxTags = 32;
+inline constexpr size_t kMaxTagBytes = 128;
+inline constexpr size_t kMaxProperties = 256;
+inline constexpr size_t kMaxPropertyNameBytes = 128;
+inline constexpr size_t kMaxPropertyValueBytes = 32 * 1024;
+
+// Not thread-safe; owned by one request at a time. Movable.
+class PendingRecord {
+ public:
+  // Validates `message` against the limits above and `max_record_bytes`, and
+  // encodes it. Errors: INVALID_ARGUMENT naming the limit that was broken.
+  static absl::StatusOr<PendingRecord> Encode(const Message& message,
+                                              int64_t born_time_ms,
+                                              size_t max_record_bytes);
+
+  PendingRecord(PendingRecord&&) noexcept;
+  PendingRecord& operator=(PendingRecord&&) noexcept;
+  ~PendingRecord();
+
+  // Thread: writer only. Stamps what the broker assigns.
+  void Stamp(const MessageId& id, uint32_t queue, uint64_t offset,
+             int64_t store_time_ms);
+  // The serialized size in bytes (a multiple of 8). Stable after Encode.
+  size_t size() const { return size_; }
+  // Serializes into `out`, which has room for size() bytes.
+  void WriteTo(void* out) const;
+
+ private:
+  PendingRecord();
+  std::unique_ptr<capnp::MallocMessageBuilder> builder_;
+  size_t size_ = 0;
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_LOG_RECORD_CODEC_H_

@@ -1,0 +1,112 @@
+// Env: the LMDB environment of one data directory, and the rules around it.
+//
+//   DIR/data.mdb    the LMDB data file (all tables)
+//   DIR/lock.mdb    LMDB's reader table
+//   DIR/txmq.lock   held with flock(LOCK_EX) by the one process that owns
+//                   DIR for writing; holds that process's pid, for errors
+//
+// Open() refuses a directory that this process already has open (LMDB allows
+// one environment per file per process) or that another process owns, a
+// data file that is not LMDB, an LMDB environment that is not txmq's, and a
+// format version newer than this build. It creates and stamps a new
+// directory when there is nothing in it.
+//
+// Growth: the map starts at `initial_map_bytes` and the writer doubles it
+// (see NeedsGrowth and Grow) before it fills, so MDB_MAP_FULL never reaches
+// a caller while the disk has room.
+//
+// Thread rules: Open and the destructor from one thread. env(), gate() and
+// the table handles from any thread. Grow from the writer thread only, with
+// no transaction of this process open except those the gate waits for.
+
+#ifndef TXMQ_LIB_STORAGE_ENV_H_
+#define TXMQ_LIB_STORAGE_ENV_H_
+
+#include <lmdb.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "storage/map_gate.h"
+
+namespace txmq {
+
+// The format version this build writes and the newest it reads.
+inline constexpr uint32_t kFormatVersion = 1;
+
+class Env {
+ public:
+  struct Config {
+    size_t initial_map_bytes = size_t{1} << 30;
+    // 0: grow while the disk has room.
+    size_t max_map_bytes = 0;
+    // Named tables besides the internal ones (one per queue).
+    uint32_t max_queue_tables = 1024;
+    uint32_t max_readers = 256;
+    // false: commits do not fsync (MDB_NOSYNC); call Sync().
+    bool sync_commits = true;
+    bool create_if_missing = true;
+  };
+
+  // Errors: NOT_FOUND (no directory and !create_if_missing),
+  // FAILED_PRECONDITION (open in this or another process; foreign LMDB
+  // environment; newer format), DATA_LOSS (data.mdb is not LMDB or is
+  // damaged), PERMISSION_DENIED (cannot write the directory),
+  // RESOURCE_EXHAUSTED (no memory or disk for the map).
+  static absl::StatusOr<std::unique_ptr<Env>> Open(std::string_view dir,
+                                                   const Config& config);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  MDB_env* env() const { return env_; }
+  MapGate& gate() { return gate_; }
+  const std::string& dir() const { return dir_; }
+  const Config& config() const { return config_; }
+
+  // Internal tables, opened once by Open().
+  MDB_dbi meta_table() const { return meta_; }
+  MDB_dbi cursor_table() const { return cursor_; }
+
+  // Map size in bytes, and the bytes in use (the high-water mark of pages;
+  // LMDB reuses freed pages below it).
+  size_t map_bytes() const {
+    return map_bytes_.load(std::memory_order_relaxed);
+  }
+  size_t used_bytes() const;
+  // True when the map is more than three quarters used.
+  bool NeedsGrowth() const;
+  // The size Grow() would move to, or an error when max_map_bytes forbids.
+  absl::StatusOr<size_t> NextMapSize() const;
+  // Remaps to NextMapSize(). The gate must be closed and empty.
+  absl::Status Grow();
+
+  // Flushes everything committed so far to disk (after MDB_NOSYNC commits).
+  absl::Status Sync();
+
+ private:
+  Env(std::string dir, const Config& config);
+  absl::Status OpenLocked(bool existed);
+  absl::Status CheckFormat(bool* fresh);
+
+  const std::string dir_;
+  const Config config_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi meta_ = 0;
+  MDB_dbi cursor_ = 0;
+  int lock_fd_ = -1;
+  uint64_t dir_key_[2] = {0, 0};
+  bool registered_ = false;
+  size_t page_bytes_ = 4096;
+  std::atomic<size_t> map_bytes_{0};
+  MapGate gate_;
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_STORAGE_ENV_H_

@@ -1,0 +1,170 @@
+// Writer: the one thread that writes to the LMDB environment.
+//
+// Every write (sends, topic changes, cursor moves) is a WriteRequest handed
+// to Submit(). The writer drains everything queued, applies it in ONE write
+// transaction, commits (which in kSync mode is also the fsync), and only
+// then completes the requests: group commit, the LevelDB DBImpl::Write
+// pattern. N concurrent producers cost one commit, not N.
+//
+//   producers --Submit--> [queue] --drain--> Apply, Apply, ... --> commit
+//                                                                   |
+//        <--------------- Complete(status) for each request <-------+
+//
+// Map growth: before a batch, when the map is 3/4 used, the writer closes
+// the MapGate (no new readers), and grows the map as soon as the readers
+// inside have left; meanwhile it keeps writing. If the map fills anyway, the
+// batch is aborted, the writer waits for the readers, grows, and applies
+// the same batch again; callers never see MDB_MAP_FULL unless the disk or
+// Options::max_map_bytes is exhausted.
+//
+// Thread rules: Submit from any thread. Apply and Complete run on the
+// writer thread. A request's Complete is the last time the writer touches
+// it, so Complete may destroy or release the request.
+
+#ifndef TXMQ_LIB_WRITE_WRITER_H_
+#define TXMQ_LIB_WRITE_WRITER_H_
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/env.h"
+#include "topic/topic.h"
+#include "write/commit_signal.h"
+
+namespace txmq {
+
+// What a request sees while it is applied. Thread: writer only.
+class WriteContext {
+ public:
+  WriteContext(MDB_txn* txn, int64_t now_ms) : txn_(txn), now_ms_(now_ms) {}
+
+  MDB_txn* txn() const { return txn_; }
+  // The broker's clock for this batch, Unix milliseconds.
+  int64_t now_ms() const { return now_ms_; }
+
+  // Reports an LMDB failure; the writer then aborts the whole batch (and
+  // grows the map and retries it on MDB_MAP_FULL). Returns the status to
+  // hand back from Apply.
+  absl::Status Fail(int rc, std::string_view what);
+  bool failed() const { return rc_ != MDB_SUCCESS; }
+  int rc() const { return rc_; }
+  const absl::Status& status() const { return status_; }
+
+  // Marks a queue whose writer_next moved: after the commit its `end` is
+  // published; on abort writer_next is rolled back to `end`.
+  void Touch(QueueState* queue);
+  // Runs `f` on the writer thread after the commit, before completions.
+  void AfterCommit(std::function<void()> f) {
+    after_commit_.push_back(std::move(f));
+  }
+
+ private:
+  friend class Writer;
+  MDB_txn* txn_;
+  int64_t now_ms_;
+  int rc_ = MDB_SUCCESS;
+  absl::Status status_;
+  std::vector<QueueState*> touched_;
+  std::vector<std::function<void()>> after_commit_;
+};
+
+class WriteRequest {
+ public:
+  virtual ~WriteRequest() = default;
+
+  // Applies the request in the batch's transaction. Returns non-OK to fail
+  // this request alone, in which case it must not have written anything;
+  // LMDB failures go through ctx.Fail() and fail the batch. May run more
+  // than once (the batch is retried after the map grows): it must derive
+  // everything from state that an abort rolls back.
+  virtual absl::Status Apply(WriteContext& ctx) = 0;
+
+  // Delivers the outcome: Apply's status if the batch committed, the
+  // batch's error otherwise.
+  virtual void Complete(absl::Status status) = 0;
+
+  // Applied in a transaction of its own (topic creation and deletion).
+  bool exclusive = false;
+  // In kAsync mode, the writer fsyncs before completing this request.
+  bool needs_sync = false;
+};
+
+class Writer {
+ public:
+  using LogFn = std::function<void(std::string_view)>;
+
+  // Work that may only run while no reader is inside the MapGate (closing
+  // LMDB table handles). The writer polls Pending() between batches, closes
+  // the gate, and calls Run() once the readers have left.
+  struct ReaderFreeWork {
+    std::function<bool()> pending;
+    std::function<void()> run;
+  };
+
+  // `env` and `signal` outlive the writer. Starts the thread.
+  Writer(Env* env, CommitSignal* signal, absl::Duration async_sync_interval,
+         LogFn log, ReaderFreeWork reader_free_work = {});
+  ~Writer();  // Stop()
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Queues `request`; the writer calls its Complete exactly once. After
+  // Stop, Complete(UNAVAILABLE) runs on the caller's thread.
+  void Submit(WriteRequest* request);
+
+  // Applies what is queued, then stops the thread. Idempotent.
+  void Stop();
+
+  // Counters for tests and benchmarks.
+  uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+  uint64_t map_growths() const {
+    return growths_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  void Run();
+  void ApplyGroup(WriteRequest* const* requests, size_t n);
+  absl::Status GrowBlocking();
+  void MaybeDoReaderFreeWork();
+  void Log(std::string_view message);
+
+  Env* const env_;
+  CommitSignal* const signal_;
+  const absl::Duration async_sync_interval_;
+  const LogFn log_;
+  const ReaderFreeWork reader_free_work_;
+
+  absl::Mutex mu_;
+  std::vector<WriteRequest*> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Thread: writer only.
+  bool unsynced_ = false;
+  absl::Time last_sync_;
+
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> growths_{0};
+  std::thread thread_;
+};
+
+// Applies `apply` through `writer` in its next batch and waits for the
+// outcome. Must not be called on the writer thread (it would wait for
+// itself).
+absl::Status RunWrite(Writer& writer,
+                      std::function<absl::Status(WriteContext&)> apply,
+                      bool exclusive = false, bool needs_sync = false);
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_WRITE_WRITER_H_

@@ -1,0 +1,99 @@
+// A helper the tests run as a separate process (exec'd, so that it never
+// shares an LMDB environment with its parent).
+//
+//   txmq_test_child hold DIR
+//       opens DIR, prints "ready", and waits to be killed.
+//   txmq_test_child send DIR SIDEFILE THREADS sync|async
+//       opens DIR (kSync or kAsync), prints "ready", and sends from THREADS
+//       threads until killed. After each send that returned OK it appends
+//       "<id> <queue> <offset>\n" to SIDEFILE (O_APPEND, one write per
+//       line), so the file lists acknowledged messages only.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "txmq/txmq.h"
+
+namespace {
+
+int Die(const std::string& what) {
+  std::fprintf(stderr, "txmq_test_child: %s\n", what.c_str());
+  return 2;
+}
+
+void Ready() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+}
+
+int Hold(const std::string& dir) {
+  auto broker = txmq::Broker::Open(dir);
+  if (!broker.ok()) return Die(broker.status().ToString());
+  Ready();
+  while (true) pause();
+}
+
+int Send(const std::string& dir, const std::string& side, int threads,
+         bool sync) {
+  txmq::Options options;
+  options.durability =
+      sync ? txmq::Durability::kSync : txmq::Durability::kAsync;
+  auto broker = txmq::Broker::Open(dir, options);
+  if (!broker.ok()) return Die(broker.status().ToString());
+  absl::Status created = (*broker)->CreateTopic("crash", {.queues = 4});
+  if (!created.ok() && !absl::IsAlreadyExists(created)) {
+    return Die(created.ToString());
+  }
+  const int fd = ::open(side.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) return Die("cannot open side file");
+  auto producer = (*broker)->CreateProducer();
+  if (!producer.ok()) return Die(producer.status().ToString());
+  Ready();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (uint64_t i = 0;; ++i) {
+        txmq::Message m{
+            .topic = "crash",
+            .key =
+                (i % 3 == 0) ? absl::StrFormat("k%d", i % 17) : std::string(),
+            .body = absl::StrFormat("t%d-%d-%s", t, i, std::string(100, 'x'))};
+        absl::StatusOr<txmq::SendResult> r = (*producer)->Send(m);
+        if (!r.ok()) {
+          std::fprintf(stderr, "send failed: %s\n",
+                       r.status().ToString().c_str());
+          std::_Exit(3);
+        }
+        const std::string line = absl::StrFormat("%s %d %d\n", r->id.ToString(),
+                                                 r->queue, r->offset);
+        if (::write(fd, line.data(), line.size()) !=
+            static_cast<ssize_t>(line.size())) {
+          std::_Exit(4);
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 2 && args[0] == "hold") return Hold(args[1]);
+  if (args.size() == 5 && args[0] == "send") {
+    return Send(args[1], args[2], std::atoi(args[3].c_str()),
+                args[4] == "sync");
+  }
+  return Die("usage: hold DIR | send DIR SIDEFILE THREADS sync|async");
+}

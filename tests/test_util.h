@@ -1,0 +1,61 @@
+// Helpers shared by the tests.
+
+#ifndef TXMQ_TESTS_TEST_UTIL_H_
+#define TXMQ_TESTS_TEST_UTIL_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+
+namespace txmq::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr ? base : "/tmp") + "/txmq-test-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+}  // namespace txmq::testing
+
+// Fails the test with the status's message unless it is OK.
+#define TXMQ_ASSERT_OK(expr)                                        \
+  do {                                                              \
+    const absl::Status txmq_s_ = ::txmq::testing::StatusOf((expr)); \
+    ASSERT_TRUE(txmq_s_.ok()) << #expr << ": " << txmq_s_;          \
+  } while (0)
+#define TXMQ_EXPECT_OK(expr)                                        \
+  do {                                                              \
+    const absl::Status txmq_s_ = ::txmq::testing::StatusOf((expr)); \
+    EXPECT_TRUE(txmq_s_.ok()) << #expr << ": " << txmq_s_;          \
+  } while (0)
+
+#endif  // TXMQ_TESTS_TEST_UTIL_H_
