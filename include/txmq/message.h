@@ -33,6 +33,10 @@
 
 namespace txmq {
 
+namespace internal {
+class MessageViewDecoder;
+}  // namespace internal
+
 // A message id: 16 bytes, unique within one data directory and sortable by
 // store time (millisecond resolution; ties are ordered by queue and offset).
 //
@@ -75,6 +79,7 @@ class MessageId {
   }
 
  private:
+  friend class internal::MessageViewDecoder;
   std::array<uint8_t, kSize> bytes_{};
 };
 
@@ -131,6 +136,8 @@ class MessageView {
 
   // Tags and properties are decoded on demand from the stored record (a few
   // tens of nanoseconds each), so a consumer that ignores them pays nothing.
+  // A damaged record yields what could be decoded ('txmq verify' reports
+  // the damage).
   std::vector<std::string_view> tags() const;
   std::vector<std::pair<std::string_view, std::string_view>> properties() const;
   // The value of property `name`, or nullopt.
@@ -146,6 +153,7 @@ class MessageView {
   static absl::StatusOr<MessageView> FromRecord(std::string_view record);
 
  private:
+  friend class internal::MessageViewDecoder;
   std::string_view record_;
   std::string_view topic_;
   std::string_view key_;

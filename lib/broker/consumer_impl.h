@@ -9,6 +9,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "broker/core.h"
 #include "consume/group_registry.h"
@@ -16,6 +18,9 @@
 #include "txmq/consumer.h"
 
 namespace txmq {
+
+class LocalBatchResources;
+struct Claim;
 
 class LocalConsumer final : public Consumer {
  public:
@@ -32,13 +37,18 @@ class LocalConsumer final : public Consumer {
   const std::string& topic() const override { return state_->topic()->name(); }
 
  private:
+  absl::Status ReadClaim(MDB_txn* txn, const Claim& claim,
+                         LocalBatchResources& resources,
+                         std::vector<MessageView>& views, uint64_t* copied);
   absl::Status AckRange(uint32_t queue, uint64_t begin, uint64_t end);
   absl::Status CheckTopic() const;
+  bool OwnTopic(const MessageView& message) const;
 
   BrokerCore* const core_;
   const std::shared_ptr<GroupState> state_;
   const std::shared_ptr<ReadTxnCache> txns_;
   uint32_t next_queue_ = 0;
+  std::vector<std::string_view> records_;  // ReadClaim's scratch
 };
 
 }  // namespace txmq

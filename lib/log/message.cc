@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "log/message_view_decoder.h"
+#include "log/record_layout.h"
 #include "record.capnp.h"
 #include "storage/keys.h"
 
@@ -100,44 +102,87 @@ uint64_t MessageId::offset() const {
   return GetBigEndian(reinterpret_cast<const char*>(bytes_.data()) + 10, 6);
 }
 
-absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
-  if (record.size() % 8 != 0 ||
-      reinterpret_cast<uintptr_t>(record.data()) % 8 != 0) {
-    return absl::DataLossError(absl::StrFormat(
-        "message record of %d bytes is not whole aligned words; the data "
-        "file is damaged (run 'txmq verify')",
-        record.size()));
+namespace {
+
+absl::Status NotWords(std::string_view record) {
+  return absl::DataLossError(absl::StrFormat(
+      "message record of %d bytes is not whole aligned words; the data "
+      "file is damaged (run 'txmq verify')",
+      record.size()));
+}
+
+absl::Status Undecodable(const kj::Exception& e) {
+  return absl::DataLossError(absl::StrFormat(
+      "message record does not decode (%s); the data file is damaged (run "
+      "'txmq verify')",
+      e.getDescription().cStr()));
+}
+
+bool AlignedWords(std::string_view record) {
+  return record.size() % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(record.data()) % 8 == 0;
+}
+
+}  // namespace
+
+namespace internal {
+
+absl::Status MessageViewDecoder::DecodeSlow(std::string_view record,
+                                            std::string_view topic,
+                                            MessageView* out) {
+  if (!AlignedWords(record)) return NotWords(record);
+  HotFields hot;
+  if (ReadHotFields(record, &hot) == LayoutResult::kMalformed) {
+    return absl::DataLossError(
+        "message record is malformed; the data file is damaged (run 'txmq "
+        "verify')");
   }
-  MessageView view;
   try {
     WithRoot(record, [&](schema::MessageRecord::Reader root) {
-      view.record_ = record;
-      view.topic_ = ViewOf(root.getTopic());
-      view.key_ = ViewOf(root.getKey());
-      view.body_ = ViewOf(root.getBody());
+      out->record_ = record;
+      out->topic_ = topic;
+      out->key_ = ViewOf(root.getKey());
+      out->body_ = ViewOf(root.getBody());
       const capnp::Data::Reader id = root.getId();
       if (id.size() == MessageId::kSize) {
         std::array<uint8_t, MessageId::kSize> bytes;
         std::memcpy(bytes.data(), id.begin(), MessageId::kSize);
-        view.id_ = MessageId::FromBytes(bytes);
+        out->id_ = MessageId::FromBytes(bytes);
       }
-      view.queue_ = root.getQueue();
-      view.offset_ = root.getOffset();
-      view.born_ms_ = root.getBornTimeMs();
-      view.store_ms_ = root.getStoreTimeMs();
-      // Touch the lists once so that a damaged record fails here, not in
-      // tags() or properties() later.
+      out->queue_ = root.getQueue();
+      out->offset_ = root.getOffset();
+      out->born_ms_ = root.getBornTimeMs();
+      out->store_ms_ = root.getStoreTimeMs();
+    });
+  } catch (const kj::Exception& e) {
+    return Undecodable(e);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
+  if (!AlignedWords(record)) return NotWords(record);
+  MessageView view;
+  try {
+    std::string_view topic;
+    WithRoot(record, [&](schema::MessageRecord::Reader root) {
+      topic = ViewOf(root.getTopic());
+      // Walk the lists once so that damage shows here, not later.
       for (auto tag : root.getTags()) (void)tag;
       for (auto prop : root.getProperties()) {
         (void)prop.getName();
         (void)prop.getValue();
       }
     });
+    if (absl::Status s =
+            internal::MessageViewDecoder::Decode(record, topic, &view);
+        !s.ok()) {
+      return s;
+    }
   } catch (const kj::Exception& e) {
-    return absl::DataLossError(absl::StrFormat(
-        "message record does not decode (%s); the data file is damaged (run "
-        "'txmq verify')",
-        e.getDescription().cStr()));
+    return Undecodable(e);
   }
   return view;
 }
@@ -145,9 +190,13 @@ absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
 std::vector<std::string_view> MessageView::tags() const {
   std::vector<std::string_view> out;
   if (record_.empty()) return out;
-  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
-    for (auto tag : root.getTags()) out.push_back(ViewOf(tag));
-  });
+  try {
+    WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+      for (auto tag : root.getTags()) out.push_back(ViewOf(tag));
+    });
+  } catch (const kj::Exception&) {
+    // A damaged record: return what decoded.
+  }
   return out;
 }
 
@@ -155,11 +204,15 @@ std::vector<std::pair<std::string_view, std::string_view>>
 MessageView::properties() const {
   std::vector<std::pair<std::string_view, std::string_view>> out;
   if (record_.empty()) return out;
-  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
-    for (auto prop : root.getProperties()) {
-      out.emplace_back(ViewOf(prop.getName()), ViewOf(prop.getValue()));
-    }
-  });
+  try {
+    WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+      for (auto prop : root.getProperties()) {
+        out.emplace_back(ViewOf(prop.getName()), ViewOf(prop.getValue()));
+      }
+    });
+  } catch (const kj::Exception&) {
+    // A damaged record: return what decoded.
+  }
   return out;
 }
 
@@ -167,14 +220,18 @@ std::optional<std::string_view> MessageView::property(
     std::string_view name) const {
   std::optional<std::string_view> out;
   if (record_.empty()) return out;
-  WithRoot(record_, [&](schema::MessageRecord::Reader root) {
-    for (auto prop : root.getProperties()) {
-      if (ViewOf(prop.getName()) == name) {
-        out = ViewOf(prop.getValue());
-        return;
+  try {
+    WithRoot(record_, [&](schema::MessageRecord::Reader root) {
+      for (auto prop : root.getProperties()) {
+        if (ViewOf(prop.getName()) == name) {
+          out = ViewOf(prop.getValue());
+          return;
+        }
       }
-    }
-  });
+    });
+  } catch (const kj::Exception&) {
+    // A damaged record: not found.
+  }
   return out;
 }
 
