@@ -68,7 +68,7 @@ void BM_TxmqSend(benchmark::State& state, txmq::Durability durability) {
     auto broker = txmq::Broker::Open(send_fixture->dir, options);
     Check(broker.ok(), "open");
     send_fixture->broker = *std::move(broker);
-    Check(send_fixture->broker->CreateTopic("bench", {.queues = 8}).ok(),
+    Check(send_fixture->broker->CreateTopic("bench", {.queues = 4}).ok(),
           "topic");
     send_fixture->producer = *send_fixture->broker->CreateProducer();
   }
