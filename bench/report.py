@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Turns txmq_bench's JSON into docs/benchmarks.md and the chart's data.
+
+  report.py RESULTS.json OUT.md CHART.dat
+
+Uses the median of the repetitions. Every target is a ratio of two rows of
+the same run, because the machines are shared and noisy.
+"""
+import json
+import sys
+
+TARGETS = [
+    # (label, numerator, denominator, at least)
+    ("kSync, 64 threads vs SQLite one row per transaction",
+     "BM_TxmqSend/sync/real_time/threads:64", "BM_SqlitePut/real_time", 20.0),
+    ("kSync, 64 threads vs raw LMDB, 64 puts per transaction",
+     "BM_TxmqSend/sync/real_time/threads:64", "BM_LmdbPut/batch:64/real_time",
+     0.5),
+    ("consume (one consumer, 1M messages) vs raw LMDB cursor scan",
+     "BM_TxmqConsume/1024", "BM_LmdbScan", 0.3),
+]
+
+
+def medians(doc):
+    rows = {}
+    for b in doc["benchmarks"]:
+        if b.get("aggregate_name", "median") != "median":
+            continue
+        name = b.get("run_name", b["name"])
+        rows[name] = b
+    return rows
+
+
+def rate(row):
+    return row.get("items_per_second", 0.0)
+
+
+def human(x):
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def main(results, out_md, out_dat):
+    with open(results) as f:
+        doc = json.load(f)
+    rows = medians(doc)
+    ctx = doc["context"]
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `scripts/dev bench` (bench/run.sh: `build/bench/txmq_bench"
+        " --benchmark_repetitions=3`, medians), all in one run so that every"
+        " figure is also a ratio. 128-byte messages; kSync sends are fsynced"
+        " before they return.",
+        "",
+        f"Machine: {ctx.get('num_cpus')} x {model} ({ctx.get('mhz_per_cpu')}"
+        f" MHz), host `{ctx.get('host_name')}`, {ctx.get('date')}. Data in"
+        " `$TXMQ_BENCH_DIR` (default /tmp).",
+        "",
+        "![throughput against producer threads](benchmarks.png)",
+        "",
+        "What limits these figures and what was tried: [performance.md]"
+        "(performance.md).",
+        "",
+        "| benchmark | items/s | time per item |",
+        "|---|---:|---:|",
+    ]
+    for name, row in rows.items():
+        r = rate(row)
+        per = f"{1e9 / r:.0f} ns" if r else "-"
+        lines.append(f"| `{name}` | {human(r)} | {per} |")
+    lines += ["", "| target | ratio | at least | met |", "|---|---:|---:|---|"]
+    for label, num, den, want in TARGETS:
+        if num in rows and den in rows and rate(rows[den]) > 0:
+            ratio = rate(rows[num]) / rate(rows[den])
+            lines.append(f"| {label} | {ratio:.3g}x | {want}x |"
+                         f" {'yes' if ratio >= want else 'no'} |")
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    # Chart data: threads, sync, async, and the baselines as flat lines.
+    base = {k: rate(rows[v]) for k, v in {
+        "sqlite": "BM_SqlitePut/real_time",
+        "lmdb1": "BM_LmdbPut/batch:1/real_time",
+        "lmdb64": "BM_LmdbPut/batch:64/real_time"}.items() if v in rows}
+    with open(out_dat, "w") as f:
+        f.write("# threads txmq_sync txmq_async sqlite lmdb_batch1 lmdb_batch64\n")
+        for t in (1, 4, 16, 64):
+            s = rate(rows.get(f"BM_TxmqSend/sync/real_time/threads:{t}", {}))
+            a = rate(rows.get(f"BM_TxmqSend/async/real_time/threads:{t}", {}))
+            f.write(f"{t} {s} {a} {base.get('sqlite', 0)} {base.get('lmdb1', 0)}"
+                    f" {base.get('lmdb64', 0)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
