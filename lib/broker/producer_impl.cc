@@ -5,7 +5,6 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
 #include "log/record_codec.h"
 #include "storage/keys.h"
 
@@ -75,17 +74,12 @@ class SendRequest : public WriteRequest {
 class BlockingSend final : public SendRequest {
  public:
   void Complete(absl::Status status) override {
-    status_ = std::move(status);
-    done_.Notify();
+    outcome_.Set(std::move(status));
   }
-  absl::Status Wait() {
-    done_.WaitForNotification();
-    return status_;
-  }
+  absl::Status Wait() { return outcome_.Wait(); }
 
  private:
-  absl::Status status_;
-  absl::Notification done_;
+  Outcome outcome_;
 };
 
 class CallbackSend final : public SendRequest {

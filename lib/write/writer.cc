@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
 #include "storage/lmdb_status.h"
 #include "util/strings.h"
 
@@ -212,18 +211,13 @@ class FunctionRequest : public WriteRequest {
       : apply_(std::move(apply)) {}
   absl::Status Apply(WriteContext& ctx) override { return apply_(ctx); }
   void Complete(absl::Status status) override {
-    status_ = std::move(status);
-    done_.Notify();
+    outcome_.Set(std::move(status));
   }
-  absl::Status Wait() {
-    done_.WaitForNotification();
-    return status_;
-  }
+  absl::Status Wait() { return outcome_.Wait(); }
 
  private:
   std::function<absl::Status(WriteContext&)> apply_;
-  absl::Status status_;
-  absl::Notification done_;
+  Outcome outcome_;
 };
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "storage/env.h"
 #include "topic/topic.h"
@@ -97,6 +98,25 @@ class WriteRequest {
   bool exclusive = false;
   // In kAsync mode, the writer fsyncs before completing this request.
   bool needs_sync = false;
+};
+
+// The outcome of a request whose submitter blocks until it completes:
+// Complete() calls Set(), the submitter calls Wait(). The submitter may
+// destroy it as soon as Wait() returns.
+class Outcome {
+ public:
+  void Set(absl::Status status) {
+    status_ = std::move(status);
+    done_.Notify();
+  }
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    return status_;
+  }
+
+ private:
+  absl::Status status_;
+  absl::Notification done_;
 };
 
 class Writer {
