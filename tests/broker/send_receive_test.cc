@@ -309,6 +309,22 @@ TEST_F(SendReceiveTest, UnflushedAcksAreWrittenInTheBackground) {
   EXPECT_EQ(Drain(*consumer, 10).size(), 0u);
 }
 
+TEST_F(SendReceiveTest, ObjectsReportWhatTheyWereMadeWith) {
+  EXPECT_EQ(broker_->dir(), tmp_.path());
+  auto producer = broker_->CreateProducer(
+      {.group = "orders", .selector = QueueSelector::kRoundRobin});
+  TXMQ_ASSERT_OK(producer);
+  EXPECT_EQ((*producer)->options().group, "orders");
+  EXPECT_EQ((*producer)->options().selector, QueueSelector::kRoundRobin);
+  auto consumer = NewConsumer("inventory");
+  EXPECT_EQ(consumer->group(), "inventory");
+  EXPECT_EQ(consumer->topic(), "t");
+  EXPECT_EQ(consumer->CommittedOffset(4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(broker_->CreateConsumer("bad group", "t").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(SendReceiveTest, AckErrors) {
   TXMQ_ASSERT_OK(producer_->Send({.topic = "t", .body = "x"}));
   auto consumer = NewConsumer("g");
