@@ -24,7 +24,11 @@
 //     Other processes may read the directory (the txmq CLI does) without
 //     blocking the owner.
 //   - Destroy producers, consumers and received batches before the Broker.
-//   - A received batch pins a snapshot of the data file; let it go quickly.
+//   - A received batch pins a snapshot of the data file and holds off the
+//     growth of its map; let it go quickly. If the map fills while batches
+//     are held, writes wait up to 2 s for them and then fail with
+//     UNAVAILABLE (release, then retry) rather than deadlock with a thread
+//     that holds a batch while it sends.
 //   - kAsync trades power-loss safety for speed: see Durability.
 //
 // Thread-safe: every Broker method may be called from any thread.

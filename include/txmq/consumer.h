@@ -106,7 +106,10 @@ class Consumer {
   virtual ~Consumer() = default;
 
   // Returns up to `max_messages` messages, waiting up to `wait` for at least
-  // one. An empty batch (OK) means none arrived in time.
+  // one. An empty batch (OK) means none arrived in time, or, rarely, that
+  // the broker is waiting for received batches to be released (to grow its
+  // map or drop a deleted topic's tables) and this call returned early so
+  // that the caller can release the ones it holds; just call again.
   // Errors: NOT_FOUND (the topic was deleted), INVALID_ARGUMENT
   // (max_messages == 0), DATA_LOSS (a stored record is damaged),
   // RESOURCE_EXHAUSTED (too many batches held at once: Options::max_readers).

@@ -16,7 +16,9 @@
 //                       Options::max_message_bytes); nothing was stored.
 //   RESOURCE_EXHAUSTED  the disk is full or Options::max_map_bytes reached;
 //                       nothing was stored; retry once space is freed.
-//   UNAVAILABLE         the broker is closing.
+//   UNAVAILABLE         the broker is closing, or the map had to grow while
+//                       received batches were held for over 2 s (release
+//                       them and retry).
 //   DATA_LOSS/INTERNAL  the data file is damaged or the disk failed.
 // A send that returns an error stored nothing; a batch is all or nothing.
 //

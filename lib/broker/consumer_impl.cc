@@ -1,5 +1,6 @@
 #include "broker/consumer_impl.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -27,7 +28,9 @@ class LocalBatchResources final : public ReceivedBatch::Resources {
   }
 
   std::string_view Copy(std::string_view record) {
-    copies_.emplace_back(new uint64_t[record.size() / 8]);
+    // Whole words, even for a damaged record of another length (which the
+    // decoder then refuses).
+    copies_.emplace_back(new uint64_t[(record.size() + 7) / 8]);
     std::memcpy(copies_.back().get(), record.data(), record.size());
     return std::string_view(reinterpret_cast<char*>(copies_.back().get()),
                             record.size());
@@ -39,6 +42,14 @@ class LocalBatchResources final : public ReceivedBatch::Resources {
   MDB_txn* txn_;
   std::vector<std::unique_ptr<uint64_t[]>> copies_;
 };
+
+namespace {
+
+// How long Receive waits at a closed MapGate before it returns an empty
+// batch (see Receive).
+constexpr absl::Duration kClosedGateSlice = absl::Milliseconds(5);
+
+}  // namespace
 
 // Offsets [begin, end) of `queue`, claimed for one batch.
 struct Claim {
@@ -73,11 +84,19 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     if (absl::Status s = CheckTopic(); !s.ok()) return s;
     const uint64_t epoch = core_->signal.epoch();
     if (!gate.TryEnter()) {
-      // The writer is remapping; wait for it rather than block it.
-      if (!gate.WaitOpen(deadline)) return ReceivedBatch();
+      // The writer waits for readers to leave (map growth, closing a deleted
+      // topic's tables). Wait a little, never long: this thread may hold a
+      // batch the writer is waiting for, and then only returning lets it go.
+      const absl::Time slice =
+          std::min(deadline, absl::Now() + kClosedGateSlice);
+      if (!gate.WaitOpen(slice)) return ReceivedBatch();
       continue;
     }
     GatePass pass(&gate);
+    // Checked again inside the gate: a deleted topic's tables are dropped
+    // only while no reader is inside, and the gate's reopening publishes
+    // the deletion, so from here on the tables stay this topic's.
+    if (absl::Status s = CheckTopic(); !s.ok()) return s;
     // Load the queue ends BEFORE beginning the transaction: the writer
     // publishes an end only after its commit, so a snapshot begun after the
     // load holds every offset below it.
@@ -123,6 +142,12 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     for (const Claim& claim : claims) {
       if (absl::Status s = ReadClaim(txn, claim, *resources, views, &copied);
           !s.ok()) {
+        // Deliver none of it, and hand every claim back: a later Receive
+        // (after a repair) gets them, and the committed offsets can still
+        // advance past them.
+        for (const Claim& c : claims) {
+          state_->cursor(c.queue).Unclaim(c.begin, c.end);
+        }
         return s;
       }
     }

@@ -10,6 +10,20 @@ QueueCursor::QueueCursor(uint64_t committed)
     : next_(committed), committed_(committed), acked_(committed) {}
 
 std::pair<uint64_t, uint64_t> QueueCursor::Claim(uint64_t max, uint64_t limit) {
+  if (has_returned_.load(std::memory_order_acquire)) {
+    absl::MutexLock lock(&mu_);
+    if (!returned_.empty()) {
+      auto it = returned_.begin();
+      const uint64_t begin = it->first;
+      const uint64_t end = std::min(it->second, begin + max);
+      if (end < it->second) returned_.emplace(end, it->second);
+      returned_.erase(it);
+      if (returned_.empty()) {
+        has_returned_.store(false, std::memory_order_release);
+      }
+      return {begin, end};
+    }
+  }
   // Memory ordering: relaxed is enough. All claims are read-modify-writes of
   // the single atomic next_, so they form one modification order in which
   // each successful CAS moves next_ from `begin` to `end`: the claimed
@@ -26,6 +40,13 @@ std::pair<uint64_t, uint64_t> QueueCursor::Claim(uint64_t max, uint64_t limit) {
     }
   }
   return {begin, begin};
+}
+
+void QueueCursor::Unclaim(uint64_t begin, uint64_t end) {
+  if (begin >= end) return;
+  absl::MutexLock lock(&mu_);
+  returned_.emplace(begin, end);
+  has_returned_.store(true, std::memory_order_release);
 }
 
 absl::StatusOr<bool> QueueCursor::Ack(uint64_t begin, uint64_t end) {

@@ -38,6 +38,10 @@ class QueueCursor {
   // committed end). Returns [begin, end); begin == end when none is left.
   std::pair<uint64_t, uint64_t> Claim(uint64_t max, uint64_t limit);
 
+  // Hands back [begin, end), claimed but never delivered (a Receive that
+  // failed). The next Claim returns it before anything new.
+  void Unclaim(uint64_t begin, uint64_t end);
+
   // Records [begin, end) as processed. Offsets below committed() are
   // ignored (acknowledging twice is harmless). Returns whether committed()
   // advanced. Errors: INVALID_ARGUMENT when an offset was never claimed.
@@ -73,11 +77,15 @@ class QueueCursor {
   // Mirrors acked_ for lock-free readers (the writer, CommittedOffset).
   std::atomic<uint64_t> committed_;
   std::atomic<bool> dirty_{false};
+  // Whether returned_ may be non-empty: keeps Claim's fast path lock-free.
+  std::atomic<bool> has_returned_{false};
 
   absl::Mutex mu_;
   uint64_t acked_ ABSL_GUARDED_BY(mu_);
   // Acknowledged ranges above acked_: begin -> end, disjoint, not adjacent.
   std::map<uint64_t, uint64_t> ranges_ ABSL_GUARDED_BY(mu_);
+  // Ranges handed back by Unclaim: begin -> end.
+  std::map<uint64_t, uint64_t> returned_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace txmq

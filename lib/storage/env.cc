@@ -178,6 +178,7 @@ absl::Status Env::OpenLocked(bool existed) {
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_bytes_.store(info.me_mapsize, std::memory_order_relaxed);
+  RefreshUsage();
   // An existing file may already fill the configured map; grow now, while
   // nothing holds the map.
   while (NeedsGrowth()) {
@@ -287,10 +288,11 @@ Env::~Env() {
   }
 }
 
-size_t Env::used_bytes() const {
+void Env::RefreshUsage() {
   MDB_envinfo info;
-  mdb_env_info(env_, &info);
-  return (info.me_last_pgno + 1) * page_bytes_;
+  mdb_env_info(env_, &info);  // reads the meta page: in the map
+  used_bytes_.store((info.me_last_pgno + 1) * page_bytes_,
+                    std::memory_order_relaxed);
 }
 
 bool Env::NeedsGrowth() const { return used_bytes() > map_bytes() / 4 * 3; }

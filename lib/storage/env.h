@@ -74,11 +74,16 @@ class Env {
   MDB_dbi cursor_table() const { return cursor_; }
 
   // Map size in bytes, and the bytes in use (the high-water mark of pages;
-  // LMDB reuses freed pages below it).
+  // LMDB reuses freed pages below it) as of the last RefreshUsage. Both are
+  // safe from any thread: they never touch the map, which may be moving.
   size_t map_bytes() const {
     return map_bytes_.load(std::memory_order_relaxed);
   }
-  size_t used_bytes() const;
+  size_t used_bytes() const {
+    return used_bytes_.load(std::memory_order_relaxed);
+  }
+  // Thread: writer (or Open). Re-reads the bytes in use from the map.
+  void RefreshUsage();
   // True when the map is more than three quarters used.
   bool NeedsGrowth() const;
   // The size Grow() would move to, or an error when max_map_bytes forbids.
@@ -104,6 +109,7 @@ class Env {
   bool registered_ = false;
   size_t page_bytes_ = 4096;
   std::atomic<size_t> map_bytes_{0};
+  std::atomic<size_t> used_bytes_{0};
   MapGate gate_;
 };
 

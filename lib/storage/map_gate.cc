@@ -36,11 +36,14 @@ bool MapGate::Empty() const {
   return readers_.load(std::memory_order_seq_cst) == 0;
 }
 
-void MapGate::WaitEmpty() {
+bool MapGate::WaitEmpty(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   // Exit() signals under mu_ after its decrement, so checking under mu_
   // cannot miss the last reader's signal.
-  while (!Empty()) changed_.Wait(&mu_);
+  while (!Empty()) {
+    if (changed_.WaitWithDeadline(&mu_, deadline)) return Empty();
+  }
+  return true;
 }
 
 void MapGate::Open() {

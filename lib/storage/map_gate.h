@@ -42,11 +42,12 @@ class MapGate {
 
   // Writer side (one writer thread). Close() makes every later TryEnter
   // fail; Empty() tells whether the readers that were inside have all left;
-  // WaitEmpty() blocks until they have; Open() lets readers in again.
+  // WaitEmpty() waits until they have or `deadline` passes and returns
+  // Empty(); Open() lets readers in again.
   void Close();
   bool closed() const { return closed_.load(std::memory_order_seq_cst); }
   bool Empty() const;
-  void WaitEmpty();
+  bool WaitEmpty(absl::Time deadline);
   void Open();
 
   int64_t readers_inside() const {

@@ -283,15 +283,16 @@ absl::Status TopicRegistry::ApplyDelete(
     return absl::NotFoundError(
         absl::StrFormat("topic '%s' does not exist", std::string(name)));
   }
+  // The tables keep their messages until CloseTables drops them, with no
+  // reader inside the gate: a consumer racing with this deletion reads
+  // intact messages (as if it had read just before), never emptied tables
+  // or a reused handle.
   for (uint32_t i = 0; i < topic->queue_count(); ++i) {
     const QueueState& q = topic->queue(i);
-    int rc = mdb_drop(ctx.txn(), q.dbi, 0);
     std::string dk = DroppedKey(q.number);
     MDB_val dkey = Val(dk), empty = Val("");
-    if (rc == MDB_SUCCESS) {
-      rc = mdb_put(ctx.txn(), env_->meta_table(), &dkey, &empty, 0);
-    }
-    if (rc != MDB_SUCCESS) {
+    if (int rc = mdb_put(ctx.txn(), env_->meta_table(), &dkey, &empty, 0);
+        rc != MDB_SUCCESS) {
       return ctx.Fail(
           rc, absl::StrFormat("cannot delete topic '%s'", std::string(name)));
     }

@@ -8,11 +8,12 @@
 //                           LMDB handle is not closed yet (see below)
 // Each queue's messages live in the table "q.<number>".
 //
-// Deleting a topic empties its tables and removes its record in one
-// transaction; the topic is gone from then on. Closing the LMDB handles
-// (mdb_drop with del=1) must wait until no reader can be using them, so the
-// writer does it later, when the MapGate is empty (TakeTablesToClose); a
-// crash before that leaves "dropped/<n>" rows that Load finishes.
+// Deleting a topic removes its record and marks its tables "dropped/<n>" in
+// one transaction; the topic is gone from then on. Dropping the tables
+// (mdb_drop with del=1, which also closes their LMDB handles) must wait
+// until no reader can be using them, so the writer does it later, when the
+// MapGate is empty (TakeTablesToClose, CloseTables); a crash before that
+// leaves "dropped/<n>" rows that Load finishes.
 //
 // Thread rules: Find, All and FindByQueueNumber from any thread (a mutex
 // guards the maps; lookups copy a shared_ptr). Apply* and TakeTablesToClose

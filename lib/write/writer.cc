@@ -7,6 +7,13 @@
 #include "util/strings.h"
 
 namespace txmq {
+namespace {
+
+// How long a full map waits for received batches to be released before the
+// writes that need the space fail with UNAVAILABLE.
+constexpr absl::Duration kReaderDrainLimit = absl::Seconds(2);
+
+}  // namespace
 
 absl::Status WriteContext::Fail(int rc, std::string_view what) {
   if (rc_ == MDB_SUCCESS) {
@@ -96,12 +103,30 @@ void Writer::Run() {
     batch.clear();
     if (async && unsynced_ &&
         absl::Now() - last_sync_ >= async_sync_interval_) {
-      if (absl::Status s = env_->Sync(); !s.ok()) Log(ToStd(s.message()));
-      unsynced_ = false;
-      last_sync_ = absl::Now();
+      absl::Status s = SyncNow();
+      if (!s.ok()) {
+        // The kernel may have dropped the pages it failed to write and will
+        // not report it again: keep the error for the next explicit sync.
+        Log(ToStd(s.message()));
+        lost_sync_ = s;
+      }
     }
   }
-  if (async && unsynced_) env_->Sync().IgnoreError();
+  if (async && unsynced_) SyncNow().IgnoreError();
+}
+
+absl::Status Writer::SyncNow() {
+  absl::Status s = env_->Sync();
+  last_sync_ = absl::Now();
+  unsynced_ = false;
+  if (s.ok() && !lost_sync_.ok()) {
+    s = absl::DataLossError(absl::StrFormat(
+        "an earlier background sync failed (%s); messages committed before "
+        "it may not be on disk",
+        lost_sync_.message()));
+    lost_sync_ = absl::OkStatus();
+  }
+  return s;
 }
 
 void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
@@ -126,6 +151,7 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
 
     if (!ctx.failed()) {
       commits_.fetch_add(1, std::memory_order_relaxed);
+      env_->RefreshUsage();
       for (QueueState* q : ctx.touched_) {
         q->end.store(q->writer_next, std::memory_order_release);
       }
@@ -135,13 +161,13 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
         bool must_sync = false;
         for (size_t i = 0; i < n; ++i) must_sync |= requests[i]->needs_sync;
         if (must_sync) {
-          if (absl::Status s = env_->Sync(); !s.ok()) {
-            for (auto& r : results) {
-              if (r.ok()) r = s;
-            }
+          // Only the requests that asked for the flush learn that it failed:
+          // the others are committed, which is all kAsync promises them.
+          absl::Status flushed = SyncNow();
+          for (size_t i = 0; i < n; ++i) {
+            if (requests[i]->needs_sync && results[i].ok())
+              results[i] = flushed;
           }
-          last_sync_ = absl::Now();
-          unsynced_ = false;
         } else {
           unsynced_ = true;
         }
@@ -166,11 +192,23 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
 }
 
 absl::Status Writer::GrowBlocking() {
-  env_->gate().Close();
-  env_->gate().WaitEmpty();
+  if (absl::StatusOr<size_t> next = env_->NextMapSize(); !next.ok()) {
+    return next.status();  // at max_map_bytes: nothing to wait for
+  }
+  MapGate& gate = env_->gate();
+  gate.Close();
+  // Never wait for readers without a bound: a thread that holds a batch
+  // may itself be waiting for this very write (consume-transform-produce).
+  if (!gate.WaitEmpty(absl::Now() + kReaderDrainLimit)) {
+    gate.Open();
+    return absl::UnavailableError(absl::StrFormat(
+        "the data file's map is full and must grow, but %d received batches "
+        "are still held; release received batches before sending, and retry",
+        gate.readers_inside()));
+  }
   const size_t before = env_->map_bytes();
   absl::Status s = env_->Grow();
-  env_->gate().Open();
+  gate.Open();
   if (s.ok()) {
     growths_.fetch_add(1, std::memory_order_relaxed);
     Log(absl::StrFormat("map grown from %d to %d bytes", before,

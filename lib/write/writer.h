@@ -15,7 +15,9 @@
 // inside have left; meanwhile it keeps writing. If the map fills anyway, the
 // batch is aborted, the writer waits for the readers, grows, and applies
 // the same batch again; callers never see MDB_MAP_FULL unless the disk or
-// Options::max_map_bytes is exhausted.
+// Options::max_map_bytes is exhausted. The wait is bounded (2 s): a thread
+// that holds a received batch while it waits for a write would otherwise
+// deadlock with it; past the bound the batch fails with UNAVAILABLE.
 //
 // Thread rules: Submit from any thread. Apply and Complete run on the
 // writer thread. A request's Complete is the last time the writer touches
@@ -155,6 +157,9 @@ class Writer {
   void Run();
   void ApplyGroup(WriteRequest* const* requests, size_t n);
   absl::Status GrowBlocking();
+  // Thread: writer. Flushes the environment (kAsync) and reports a lost
+  // background sync once.
+  absl::Status SyncNow();
   void MaybeDoReaderFreeWork();
   void Log(std::string_view message);
 
@@ -172,6 +177,7 @@ class Writer {
   // Thread: writer only.
   bool unsynced_ = false;
   absl::Time last_sync_;
+  absl::Status lost_sync_;
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> growths_{0};

@@ -67,6 +67,17 @@ TEST(QueueCursorTest, CommittedAdvancesOverTheAcknowledgedPrefix) {
   EXPECT_EQ(cursor.committed(), 10u);
 }
 
+TEST(QueueCursorTest, UnclaimedRangesAreClaimedAgainFirst) {
+  QueueCursor cursor(0);
+  EXPECT_EQ(cursor.Claim(10, 100), std::make_pair(uint64_t{0}, uint64_t{10}));
+  cursor.Unclaim(0, 10);
+  EXPECT_EQ(cursor.Claim(4, 100), std::make_pair(uint64_t{0}, uint64_t{4}));
+  EXPECT_EQ(cursor.Claim(100, 100), std::make_pair(uint64_t{4}, uint64_t{10}));
+  EXPECT_EQ(cursor.Claim(5, 100), std::make_pair(uint64_t{10}, uint64_t{15}));
+  EXPECT_TRUE(*cursor.Ack(0, 15));
+  EXPECT_EQ(cursor.committed(), 15u);
+}
+
 TEST(QueueCursorTest, AckingAnUnclaimedOffsetIsAnError) {
   QueueCursor cursor(3);
   cursor.Claim(2, 100);  // 3, 4

@@ -22,6 +22,19 @@ TEST(MapGateTest, ClosedGateRefusesNewReadersAndWaitsForOldOnes) {
   gate.Exit();
 }
 
+TEST(MapGateTest, WaitEmptyGivesUpAtItsDeadline) {
+  MapGate gate;
+  ASSERT_TRUE(gate.TryEnter());
+  gate.Close();
+  EXPECT_FALSE(gate.WaitEmpty(absl::Now() + absl::Milliseconds(20)));
+  std::thread reader([&] {
+    absl::SleepFor(absl::Milliseconds(10));
+    gate.Exit();
+  });
+  EXPECT_TRUE(gate.WaitEmpty(absl::InfiniteFuture()));
+  reader.join();
+}
+
 TEST(MapGateTest, WaitOpenTimesOutWhileClosed) {
   MapGate gate;
   gate.Close();
@@ -51,7 +64,7 @@ TEST(MapGateTest, NoReaderIsInsideWhileTheWriterHoldsTheGate) {
   }
   for (int round = 0; round < 2000; ++round) {
     gate.Close();
-    gate.WaitEmpty();
+    ASSERT_TRUE(gate.WaitEmpty(absl::InfiniteFuture()));
     writer_inside.store(true);
     writer_inside.store(false);
     gate.Open();
