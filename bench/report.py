@@ -93,14 +93,16 @@ def main(results, out_md, out_dat):
     base = {k: rate(rows[v]) for k, v in {
         "sqlite": "BM_SqlitePut/real_time",
         "lmdb1": "BM_LmdbPut/batch:1/real_time",
+        "lmdb32": "BM_LmdbPut/batch:32/real_time",
         "lmdb64": "BM_LmdbPut/batch:64/real_time"}.items() if v in rows}
     with open(out_dat, "w") as f:
-        f.write("# threads txmq_sync txmq_async sqlite lmdb_batch1 lmdb_batch64\n")
+        f.write("# threads txmq_sync txmq_async sqlite lmdb_batch1"
+                " lmdb_batch64 lmdb_batch32\n")
         for t in (1, 4, 16, 64):
             s = rate(rows.get(f"BM_TxmqSend/sync/real_time/threads:{t}", {}))
             a = rate(rows.get(f"BM_TxmqSend/async/real_time/threads:{t}", {}))
             f.write(f"{t} {s} {a} {base.get('sqlite', 0)} {base.get('lmdb1', 0)}"
-                    f" {base.get('lmdb64', 0)}\n")
+                    f" {base.get('lmdb64', 0)} {base.get('lmdb32', 0)}\n")
     return 0
 
 

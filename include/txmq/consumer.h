@@ -85,6 +85,9 @@ class ReceivedBatch {
   ~ReceivedBatch() = default;
 
   const std::vector<MessageView>& messages() const { return messages_; }
+  // For Consumer implementations (e.g. to acknowledge a batch they made
+  // without walking its views).
+  const Resources* resources() const { return resources_.get(); }
   size_t size() const { return messages_.size(); }
   bool empty() const { return messages_.empty(); }
   const MessageView& operator[](size_t i) const { return messages_[i]; }

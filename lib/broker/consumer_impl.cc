@@ -13,14 +13,26 @@
 
 namespace txmq {
 
+// Offsets [begin, end) of `queue`, claimed for one batch.
+struct Claim {
+  uint32_t queue;
+  uint64_t begin;
+  uint64_t end;
+};
+
 // Keeps a batch's views valid: the read transaction (the snapshot they
 // point into), the gate pass (no remap under them), and copies of the rare
 // records that were not 8-byte aligned in the map.
 class LocalBatchResources final : public ReceivedBatch::Resources {
  public:
   LocalBatchResources(GatePass pass, std::shared_ptr<ReadTxnCache> txns,
-                      MDB_txn* txn)
-      : pass_(std::move(pass)), txns_(std::move(txns)), txn_(txn) {}
+                      MDB_txn* txn, const GroupState* owner,
+                      std::vector<Claim> claims)
+      : pass_(std::move(pass)),
+        txns_(std::move(txns)),
+        txn_(txn),
+        owner_(owner),
+        claims_(std::move(claims)) {}
   ~LocalBatchResources() override {
     // End the transaction before leaving the gate.
     txns_->Release(txn_);
@@ -36,10 +48,17 @@ class LocalBatchResources final : public ReceivedBatch::Resources {
                             record.size());
   }
 
+  // The group state whose cursors the claims came from, and the claims:
+  // exactly the messages of the batch.
+  const GroupState* owner() const { return owner_; }
+  const std::vector<Claim>& claims() const { return claims_; }
+
  private:
   GatePass pass_;
   std::shared_ptr<ReadTxnCache> txns_;
   MDB_txn* txn_;
+  const GroupState* owner_;
+  std::vector<Claim> claims_;
   std::vector<std::unique_ptr<uint64_t[]>> copies_;
 };
 
@@ -50,13 +69,6 @@ namespace {
 constexpr absl::Duration kClosedGateSlice = absl::Milliseconds(5);
 
 }  // namespace
-
-// Offsets [begin, end) of `queue`, claimed for one batch.
-struct Claim {
-  uint32_t queue;
-  uint64_t begin;
-  uint64_t end;
-};
 
 LocalConsumer::LocalConsumer(BrokerCore* core,
                              std::shared_ptr<GroupState> state)
@@ -134,8 +146,8 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
       continue;
     }
 
-    auto resources =
-        std::make_unique<LocalBatchResources>(std::move(pass), txns_, txn);
+    auto resources = std::make_unique<LocalBatchResources>(
+        std::move(pass), txns_, txn, state_.get(), claims);
     std::vector<MessageView> views;
     views.reserve(max_messages - remaining);
     uint64_t copied = 0;
@@ -249,6 +261,19 @@ absl::Status LocalConsumer::Ack(const MessageView& message) {
 }
 
 absl::Status LocalConsumer::Ack(const ReceivedBatch& batch) {
+  // A batch of this group's: acknowledge its claims, a range per queue,
+  // without walking the views.
+  if (const auto* local =
+          dynamic_cast<const LocalBatchResources*>(batch.resources());
+      local != nullptr && local->owner() == state_.get()) {
+    for (const Claim& claim : local->claims()) {
+      if (absl::Status s = AckRange(claim.queue, claim.begin, claim.end);
+          !s.ok()) {
+        return s;
+      }
+    }
+    return absl::OkStatus();
+  }
   // Consecutive offsets of one queue are acknowledged as one range.
   size_t i = 0;
   const std::vector<MessageView>& views = batch.messages();
