@@ -25,6 +25,10 @@ constexpr std::string_view kMagic = "txmq";
 constexpr uint32_t kInternalTables = 8;
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kMaxGrowthStep = size_t{8} << 30;
+// Prefill: when fewer than kPrefillLow bytes are written past the pages in
+// use, write zeros up to kPrefillAhead past them.
+constexpr size_t kPrefillLow = size_t{8} << 20;
+constexpr size_t kPrefillAhead = size_t{32} << 20;
 
 // Directories this process has open, by (device, inode): LMDB forbids
 // opening one environment twice in a process (its locks are per process).
@@ -179,6 +183,9 @@ absl::Status Env::OpenLocked(bool existed) {
   mdb_env_info(env_, &info);
   map_bytes_.store(info.me_mapsize, std::memory_order_relaxed);
   RefreshUsage();
+  if (struct stat data; ::stat((dir_ + "/data.mdb").c_str(), &data) == 0) {
+    file_bytes_ = static_cast<size_t>(data.st_size);
+  }
   // An existing file may already fill the configured map; grow now, while
   // nothing holds the map.
   while (NeedsGrowth()) {
@@ -323,6 +330,36 @@ absl::Status Env::Grow() {
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_bytes_.store(info.me_mapsize, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status Env::PrefillAhead() {
+  const size_t used = used_bytes();
+  if (file_bytes_ >= used + kPrefillLow) return absl::OkStatus();
+  const size_t target = std::min(map_bytes(), RoundUp(used + kPrefillAhead, kMiB));
+  if (target <= file_bytes_) return absl::OkStatus();
+  int fd = -1;
+  if (int rc = mdb_env_get_fd(env_, &fd); rc != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cannot prefill the data file");
+  }
+  // Only past LMDB's last page: no page there is in use, and no transaction
+  // is open (writer thread, between batches).
+  static const std::string zeros(kMiB, '\0');
+  size_t at = std::max(file_bytes_, used);
+  while (at < target) {
+    const size_t n = std::min(zeros.size(), target - at);
+    const ssize_t written = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(at));
+    if (written <= 0) {
+      return ErrnoStatus(errno, absl::StrFormat("cannot prefill '%s/data.mdb'",
+                                                dir_));
+    }
+    at += static_cast<size_t>(written);
+  }
+  if (::fdatasync(fd) != 0) {
+    return ErrnoStatus(errno,
+                       absl::StrFormat("cannot sync '%s/data.mdb'", dir_));
+  }
+  file_bytes_ = at;
   return absl::OkStatus();
 }
 

@@ -89,6 +89,9 @@ void Writer::Run() {
       if (batch.empty() && stopping_) break;
     }
     MaybeDoReaderFreeWork();
+    if (absl::Status s = env_->PrefillAhead(); !s.ok()) {
+      Log(ToStd(s.message()));  // a full disk shows up in the commit next
+    }
     // Exclusive requests get a transaction of their own; the rest are
     // applied together in queue order.
     size_t begin = 0;
