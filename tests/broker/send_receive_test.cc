@@ -1,6 +1,7 @@
 // Producers and consumers through the public API.
 
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -426,6 +427,18 @@ TEST_F(SendReceiveTest, MapGrowsUnderConcurrentWritersAndReaders) {
   BrokerStats stats = broker_->Stats();
   EXPECT_GE(stats.map_growths, 3u);
   EXPECT_GT(stats.map_bytes, size_t{12} << 20);
+}
+
+TEST_F(SendReceiveTest, DataFileIsWrittenAheadOfThePagesInUse) {
+  // Commits overwrite blocks the file already has (no file growth, so no
+  // journal commit in the flush): the writer keeps zeros written ahead.
+  TXMQ_ASSERT_OK(producer_->Send({.topic = "t", .body = "x"}));
+  std::error_code ec;
+  const uintmax_t file = std::filesystem::file_size(tmp_.Sub("data.mdb"), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_GE(file, broker_->Stats().used_bytes + (size_t{8} << 20));
+  // It never writes past the map.
+  EXPECT_LE(file, broker_->Stats().map_bytes);
 }
 
 TEST_F(SendReceiveTest, MapLimitIsResourceExhaustedAndDamagesNothing) {
