@@ -27,8 +27,8 @@ constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kMaxGrowthStep = size_t{8} << 30;
 // Prefill: when fewer than kPrefillLow bytes are written past the pages in
 // use, write zeros up to kPrefillAhead past them.
-constexpr size_t kPrefillLow = size_t{8} << 20;
-constexpr size_t kPrefillAhead = size_t{32} << 20;
+constexpr size_t kPrefillLow = size_t{12} << 20;
+constexpr size_t kPrefillAhead = size_t{16} << 20;
 
 // Directories this process has open, by (device, inode): LMDB forbids
 // opening one environment twice in a process (its locks are per process).

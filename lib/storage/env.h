@@ -99,7 +99,8 @@ class Env {
   // overwrite blocks the file already has instead of growing it. A flush
   // that must also commit a new file size (an ext4 journal commit) costs
   // ~50-80 us more on this project's disk, and a kSync commit flushes twice.
-  // Costs up to kPrefillAhead of disk space ahead of the data.
+  // Costs up to 16 MiB of disk space ahead of the data. The writer calls it
+  // in kSync mode only (kAsync commits do not flush).
   absl::Status PrefillAhead();
   size_t file_bytes() const { return file_bytes_; }
 

@@ -89,8 +89,12 @@ void Writer::Run() {
       if (batch.empty() && stopping_) break;
     }
     MaybeDoReaderFreeWork();
-    if (absl::Status s = env_->PrefillAhead(); !s.ok()) {
-      Log(ToStd(s.message()));  // a full disk shows up in the commit next
+    // kAsync commits do not flush, so file growth costs them nothing, and
+    // a prefill would only stall them.
+    if (!async) {
+      if (absl::Status s = env_->PrefillAhead(); !s.ok()) {
+        Log(ToStd(s.message()));  // a full disk shows up in the commit next
+      }
     }
     // Exclusive requests get a transaction of their own; the rest are
     // applied together in queue order.
