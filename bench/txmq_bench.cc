@@ -43,6 +43,19 @@ void RemoveDir(const std::string& dir) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// Directories of the fixtures that live for the whole run (filled once,
+// they are large); removed at exit.
+std::vector<std::string>& RunLongDirs() {
+  static auto* dirs = [] {
+    auto* d = new std::vector<std::string>;
+    std::atexit([] {
+      for (const std::string& dir : RunLongDirs()) RemoveDir(dir);
+    });
+    return d;
+  }();
+  return *dirs;
+}
+
 void Check(bool ok, const char* what) {
   if (!ok) {
     std::fprintf(stderr, "benchmark setup failed: %s\n", what);
@@ -113,6 +126,7 @@ ConsumeFixture& Consumable() {
   static ConsumeFixture* fixture = [] {
     auto* f = new ConsumeFixture;
     f->dir = MakeTempDir("consume");
+    RunLongDirs().push_back(f->dir);
     txmq::Options options;
     options.durability = txmq::Durability::kAsync;
     auto broker = txmq::Broker::Open(f->dir, options);
@@ -207,6 +221,7 @@ BENCHMARK(BM_LmdbPut)->ArgName("batch")->Arg(1)->Arg(32)->Arg(64)->UseRealTime()
 void BM_LmdbScan(benchmark::State& state) {
   static Lmdb* db = [] {
     auto* d = new Lmdb(MDB_NOSYNC);
+    RunLongDirs().push_back(d->dir);
     MDB_txn* txn;
     mdb_txn_begin(d->env, nullptr, 0, &txn);
     std::string value(kValueBytes, 's');
