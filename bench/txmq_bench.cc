@@ -216,7 +216,12 @@ void BM_LmdbPut(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(state.iterations() * batch * kValueBytes);
 }
-BENCHMARK(BM_LmdbPut)->ArgName("batch")->Arg(1)->Arg(32)->Arg(64)->UseRealTime();
+BENCHMARK(BM_LmdbPut)
+    ->ArgName("batch")
+    ->Arg(1)
+    ->Arg(32)
+    ->Arg(64)
+    ->UseRealTime();
 
 void BM_LmdbScan(benchmark::State& state) {
   static Lmdb* db = [] {

@@ -336,7 +336,8 @@ absl::Status Env::Grow() {
 absl::Status Env::PrefillAhead() {
   const size_t used = used_bytes();
   if (file_bytes_ >= used + kPrefillLow) return absl::OkStatus();
-  const size_t target = std::min(map_bytes(), RoundUp(used + kPrefillAhead, kMiB));
+  const size_t target =
+      std::min(map_bytes(), RoundUp(used + kPrefillAhead, kMiB));
   if (target <= file_bytes_) return absl::OkStatus();
   int fd = -1;
   if (int rc = mdb_env_get_fd(env_, &fd); rc != MDB_SUCCESS) {
@@ -348,10 +349,11 @@ absl::Status Env::PrefillAhead() {
   size_t at = std::max(file_bytes_, used);
   while (at < target) {
     const size_t n = std::min(zeros.size(), target - at);
-    const ssize_t written = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(at));
+    const ssize_t written =
+        ::pwrite(fd, zeros.data(), n, static_cast<off_t>(at));
     if (written <= 0) {
-      return ErrnoStatus(errno, absl::StrFormat("cannot prefill '%s/data.mdb'",
-                                                dir_));
+      return ErrnoStatus(errno,
+                         absl::StrFormat("cannot prefill '%s/data.mdb'", dir_));
     }
     at += static_cast<size_t>(written);
   }
