@@ -47,9 +47,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "txmq/clock.h"
 #include "txmq/consumer.h"
 #include "txmq/message.h"
 #include "txmq/producer.h"
+#include "txmq/transaction.h"
 
 namespace txmq {
 
@@ -97,6 +99,15 @@ struct Options {
   // Open fails with NOT_FOUND instead of creating a missing directory.
   bool create_if_missing = true;
 
+  // The broker's clock: store times, transaction begin times and check-back
+  // schedules. Null: the system clock. Tests pass a ManualClock.
+  std::shared_ptr<Clock> clock;
+
+  // How long the outcome of a resolved transaction is kept, so that a late
+  // or repeated Commit/Rollback gets the same answer (or
+  // FAILED_PRECONDITION) rather than NOT_FOUND.
+  absl::Duration outcome_retention = absl::Hours(72);
+
   // Optional. Receives the broker's rare notable events (map growth, a
   // failed background sync). Called from broker threads; must not block.
   std::function<void(LogLevel, std::string_view)> log;
@@ -128,7 +139,10 @@ struct TopicInfo {
 };
 
 struct BrokerStats {
-  size_t map_bytes = 0;   // current map size
+  uint64_t pending_transactions = 0;    // half messages awaiting resolution
+  uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
+  uint64_t checks = 0;                  // check-backs answered since Open
+  size_t map_bytes = 0;                 // current map size
   size_t used_bytes = 0;  // high-water mark of pages in the data file
   uint64_t commits = 0;   // write transactions committed since Open
   uint64_t map_growths = 0;
@@ -188,6 +202,31 @@ class Broker {
 
   // Makes everything committed so far durable (useful in kAsync mode).
   virtual absl::Status Sync() = 0;
+
+  // Transactional messages (include/txmq/transaction.h).
+  //
+  // Registers the checker of producer group `group` (replacing any) with
+  // its policy; from now on the group's due half messages are checked,
+  // including those that fell due while it had no checker (they are not
+  // counted against max_checks until checked). After a restart, register
+  // again. Errors: INVALID_ARGUMENT (bad group name or policy).
+  virtual absl::Status RegisterChecker(
+      std::string_view group, std::shared_ptr<TransactionChecker> checker,
+      const CheckPolicy& policy = {}) = 0;
+  // Stops checking `group`; waits for a check in progress to return.
+  virtual absl::Status UnregisterChecker(std::string_view group) = 0;
+
+  // Pending half messages, oldest first: of `group` (all groups when
+  // empty), at most `limit`; only the check-exhausted hold when
+  // `exhausted_only`.
+  virtual absl::StatusOr<std::vector<HalfMessageInfo>> ListTransactions(
+      std::string_view group = {}, size_t limit = 1000,
+      bool exhausted_only = false) const = 0;
+  // Resolve any transaction by id (an operator, or a host that lost the
+  // handle), with the same rules as Transaction::Commit/Rollback.
+  virtual absl::StatusOr<SendResult> CommitTransaction(
+      const TransactionId& id) = 0;
+  virtual absl::Status RollbackTransaction(const TransactionId& id) = 0;
 
   virtual BrokerStats Stats() const = 0;
   virtual const std::string& dir() const = 0;

@@ -30,11 +30,14 @@
 
 #include <functional>
 #include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "txmq/message.h"
+#include "txmq/transaction.h"
 
 namespace txmq {
 
@@ -51,8 +54,9 @@ enum class QueueSelector {
 };
 
 struct ProducerOptions {
-  // The producer group (transactional messages use it; see issue 3). Empty
-  // is allowed for plain sends.
+  // The producer group: whose TransactionChecker answers for this
+  // producer's transactions (Broker::RegisterChecker). Required for Begin;
+  // may be empty for plain sends.
   std::string group;
   QueueSelector selector = QueueSelector::kAuto;
 };
@@ -84,6 +88,27 @@ class Producer {
   // batch is INVALID_ARGUMENT.
   virtual absl::StatusOr<std::vector<SendResult>> SendBatch(
       const std::vector<Message>& messages) = 0;
+
+  // Transactional messages (include/txmq/transaction.h).
+  //
+  // Stores `message` as a half message, invisible to consumers, and durable
+  // before this returns in every durability mode (a crash after the local
+  // transaction must not lose it). The queue is chosen now, as for Send.
+  // Errors: FAILED_PRECONDITION (the producer has no group), and send
+  // errors.
+  virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin(
+      const Message& message, const BeginOptions& options = {}) = 0;
+
+  // Begin, then run `local_transaction` (the host's own database work,
+  // given the transaction id to record), then commit or roll back as it
+  // answers. kUnknown, an exception, or a crash leave the transaction to
+  // the check-back. Returns an error only when Begin failed or a commit or
+  // rollback was refused (the transaction stays to the check-back then).
+  virtual absl::StatusOr<TransactionResult> SendInTransaction(
+      const Message& message,
+      absl::FunctionRef<TransactionState(const TransactionId&)>
+          local_transaction,
+      const BeginOptions& options = {}) = 0;
 
   virtual const ProducerOptions& options() const = 0;
 };

@@ -1,6 +1,8 @@
 // BrokerImpl: Broker::Open and the topic administration calls.
 
+#include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 
@@ -8,9 +10,12 @@
 #include "broker/consumer_impl.h"
 #include "broker/core.h"
 #include "broker/producer_impl.h"
+#include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
+#include "storage/lmdb_status.h"
 #include "topic/names.h"
 #include "txmq/broker.h"
+#include "txn/txn_store.h"
 #include "util/status_macros.h"
 
 namespace txmq {
@@ -67,6 +72,98 @@ TopicInfo Describe(const Topic& topic) {
   return info;
 }
 
+uint32_t NewRunId() {
+  std::random_device random;
+  return random();
+}
+
+// Deletes outcomes of transactions begun more than outcome_retention ago,
+// a bounded batch at a time. Called from the timer thread.
+void PruneOutcomes(BrokerCore* core, absl::Time now) {
+  class Prune final : public WriteRequest {
+   public:
+    Prune(TxnWriter* txns, int64_t cutoff) : txns_(txns), cutoff_(cutoff) {}
+    absl::Status Apply(WriteContext& ctx) override {
+      return txns_->ApplyPruneOutcomes(ctx, cutoff_, 1000).status();
+    }
+    void Complete(absl::Status) override { delete this; }
+
+   private:
+    TxnWriter* const txns_;
+    const int64_t cutoff_;
+  };
+  core->writer->Submit(
+      new Prune(core->txns.get(),
+                absl::ToUnixMillis(now - core->options.outcome_retention)));
+}
+
+absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
+    const BrokerCore& core, std::string_view group, size_t limit,
+    bool exhausted_only) {
+  MapGate& gate = core.env->gate();
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!gate.TryEnter()) {
+    gate.WaitOpen(std::min(deadline, absl::Now() + absl::Milliseconds(5)));
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(
+          "the broker is waiting for received batches to be released; "
+          "release them and retry");
+    }
+  }
+  GatePass pass(&gate);
+  MDB_txn* txn = nullptr;
+  if (int rc = mdb_txn_begin(core.env->env(), nullptr, MDB_RDONLY, &txn);
+      rc != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cannot read pending transactions");
+  }
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, core.env->half_state_table(), &cursor);
+  std::vector<HalfMessageInfo> out;
+  MDB_val k, v;
+  if (rc == MDB_SUCCESS) rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+  for (; rc == MDB_SUCCESS && out.size() < limit;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    absl::StatusOr<TxnState> state = DecodeTxnState(
+        std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
+    if (!state.ok() || k.mv_size != TransactionId::kSize) continue;
+    if (!group.empty() && state->group != group) continue;
+    if (exhausted_only && !state->exhausted) continue;
+    std::array<uint8_t, TransactionId::kSize> id;
+    std::memcpy(id.data(), k.mv_data, id.size());
+    HalfMessageInfo info;
+    info.id = TransactionId::FromBytes(id);
+    info.group = state->group;
+    info.begin_time = absl::FromUnixMillis(state->begin_ms);
+    info.checks = state->checks;
+    info.exhausted = state->exhausted;
+    info.next_check = state->exhausted
+                          ? absl::InfiniteFuture()
+                          : absl::FromUnixMillis(state->next_check_ms);
+    std::string_view record;
+    if (GetRow(txn, core.env->half_table(), IdKey(info.id), &record) ==
+        MDB_SUCCESS) {
+      std::vector<uint64_t> words((record.size() + 7) / 8);
+      std::memcpy(words.data(), record.data(), record.size());
+      absl::StatusOr<MessageView> view =
+          MessageView::FromRecord(std::string_view(
+              reinterpret_cast<const char*>(words.data()), record.size()));
+      if (view.ok()) {
+        info.topic = std::string(view->topic());
+        info.key = std::string(view->key());
+        info.queue = view->queue();
+        info.body_bytes = view->body().size();
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  if (cursor != nullptr) mdb_cursor_close(cursor);
+  mdb_txn_abort(txn);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    return LmdbStatus(rc, "cannot read pending transactions");
+  }
+  return out;
+}
+
 class BrokerImpl final : public Broker {
  public:
   explicit BrokerImpl(const Options& options) : core_(options) {}
@@ -75,6 +172,11 @@ class BrokerImpl final : public Broker {
     // The writer finishes what is queued (sends, offset writes), then the
     // callbacks it posted run; only then do the registries and the
     // environment go.
+    // No new check-backs, no checks in progress; then the writer finishes
+    // what is queued (sends, offsets, check answers) and the callbacks it
+    // posted run; only then do the registries and the environment go.
+    if (core_.timers != nullptr) core_.timers->Stop();
+    if (core_.checks != nullptr) core_.checks->Stop();
     if (core_.writer != nullptr) core_.writer->Stop();
     core_.callbacks.Stop();
   }
@@ -105,12 +207,69 @@ class BrokerImpl final : public Broker {
               }
             },
     };
+    BrokerCore* core = &core_;
+    TimerService::Handlers handlers{
+        .check_due =
+            [core](std::vector<TransactionId> ids) {
+              return core->checks->OnDue(std::move(ids));
+            },
+        .maintenance = [core](absl::Time now) { PruneOutcomes(core, now); },
+    };
+    core_.timers = std::make_unique<TimerService>(
+        core_.env.get(), core_.env->timer_table(), core_.clock,
+        std::move(handlers));
+    const TxnTables tables{.half = core_.env->half_table(),
+                           .state = core_.env->half_state_table(),
+                           .outcome = core_.env->outcome_table(),
+                           .timer = core_.env->timer_table()};
+    core_.txns = std::make_unique<TxnWriter>(tables, core_.topics.get(),
+                                             core_.timers.get(), NewRunId());
+    {
+      MDB_txn* txn = nullptr;
+      if (int rc = mdb_txn_begin(core_.env->env(), nullptr, MDB_RDONLY, &txn);
+          rc != MDB_SUCCESS) {
+        return LmdbStatus(rc, "cannot read pending transactions");
+      }
+      absl::Status loaded = core_.txns->LoadCounts(txn);
+      mdb_txn_abort(txn);
+      TXMQ_RETURN_IF_ERROR(loaded);
+    }
     core_.writer = std::make_unique<Writer>(core_.env.get(), &core_.signal,
-                                            o.async_sync_interval, log,
-                                            std::move(close_tables));
+                                            core_.clock, o.async_sync_interval,
+                                            log, std::move(close_tables));
     core_.groups =
         std::make_unique<GroupRegistry>(core_.env.get(), core_.writer.get());
+    core_.checks = std::make_unique<CheckService>(
+        core_.env.get(), core_.txns.get(), core_.writer.get(), core_.clock);
+    // Recovery: the first load of the timer table re-arms every pending
+    // check-back.
+    core_.timers->Start();
     return absl::OkStatus();
+  }
+
+  absl::Status RegisterChecker(std::string_view group,
+                               std::shared_ptr<TransactionChecker> checker,
+                               const CheckPolicy& policy) override {
+    return core_.checks->Register(group, std::move(checker), policy);
+  }
+
+  absl::Status UnregisterChecker(std::string_view group) override {
+    return core_.checks->Unregister(group);
+  }
+
+  absl::StatusOr<std::vector<HalfMessageInfo>> ListTransactions(
+      std::string_view group, size_t limit,
+      bool exhausted_only) const override {
+    return ListHalfMessages(core_, group, limit, exhausted_only);
+  }
+
+  absl::StatusOr<SendResult> CommitTransaction(
+      const TransactionId& id) override {
+    return CommitThroughWriter(&core_, id);
+  }
+
+  absl::Status RollbackTransaction(const TransactionId& id) override {
+    return RollbackThroughWriter(&core_, id);
   }
 
   absl::Status CreateTopic(std::string_view name,
@@ -192,6 +351,9 @@ class BrokerImpl final : public Broker {
     stats.zero_copy_reads =
         core_.zero_copy_reads.load(std::memory_order_relaxed);
     stats.copied_reads = core_.copied_reads.load(std::memory_order_relaxed);
+    stats.pending_transactions = core_.txns->pending();
+    stats.exhausted_transactions = core_.txns->exhausted();
+    stats.checks = core_.checks->checks();
     return stats;
   }
 

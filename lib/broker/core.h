@@ -15,22 +15,33 @@
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "storage/env.h"
+#include "timer/timer_service.h"
 #include "topic/topic_registry.h"
 #include "txmq/broker.h"
+#include "txn/check_service.h"
+#include "txn/txn_writer.h"
 #include "write/commit_signal.h"
 #include "write/writer.h"
 
 namespace txmq {
 
 struct BrokerCore {
-  explicit BrokerCore(const Options& o) : options(o) {}
+  explicit BrokerCore(const Options& o)
+      : options(o), clock(o.clock != nullptr ? o.clock : SystemClock()) {}
 
   const Options options;
+  const std::shared_ptr<Clock> clock;
   std::unique_ptr<Env> env;
   std::unique_ptr<TopicRegistry> topics;
   CommitSignal signal;
+  // The timer service is built before the writer (which reports timer
+  // changes to it) and started after recovery; BrokerImpl's destructor
+  // stops the threads in the safe order before any of these go.
+  std::unique_ptr<TimerService> timers;
+  std::unique_ptr<TxnWriter> txns;
   std::unique_ptr<Writer> writer;
   std::unique_ptr<GroupRegistry> groups;
+  std::unique_ptr<CheckService> checks;
   CallbackRunner callbacks;
 
   std::atomic<uint64_t> zero_copy_reads{0};

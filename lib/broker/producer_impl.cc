@@ -5,6 +5,8 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
+#include "broker/transaction_impl.h"
+#include "log/append.h"
 #include "log/record_codec.h"
 #include "storage/keys.h"
 
@@ -40,29 +42,10 @@ class SendRequest : public WriteRequest {
       }
     }
     for (Item& item : items_) {
-      QueueState& q = item.topic->queue(item.queue);
-      const uint64_t offset = q.writer_next;
-      const MessageId id = MessageId::Make(ctx.now_ms(), q.number, offset);
-      item.record.Stamp(id, item.queue, offset, ctx.now_ms());
-      const OffsetKey key(offset);
-      MDB_val k{8, const_cast<char*>(key.bytes)};
-      MDB_val v{item.record.size(), nullptr};
-      // Offsets only grow, so every append lands at the end of its queue's
-      // table: MDB_APPEND fills pages densely; MDB_RESERVE lets the record
-      // be serialized straight into the map.
-      if (int rc = mdb_put(ctx.txn(), q.dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
-          rc != MDB_SUCCESS) {
-        return ctx.Fail(rc, absl::StrFormat("cannot append to topic '%s'",
-                                            item.topic->name()));
-      }
-      item.record.WriteTo(v.mv_data);
-      q.writer_next = offset + 1;
-      ctx.Touch(&q);
-      results_.push_back(
-          SendResult{.id = id,
-                     .queue = item.queue,
-                     .offset = offset,
-                     .store_time = absl::FromUnixMillis(ctx.now_ms())});
+      absl::StatusOr<SendResult> sent =
+          AppendToQueue(ctx, *item.topic, item.queue, item.record);
+      if (!sent.ok()) return sent.status();
+      results_.push_back(*sent);
     }
     return absl::OkStatus();
   }
@@ -135,8 +118,9 @@ static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
 
 absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
   BlockingSend request;
-  if (absl::Status s = Prepare(core_, options_, round_robin_, message,
-                               absl::ToUnixMillis(absl::Now()), &request);
+  if (absl::Status s =
+          Prepare(core_, options_, round_robin_, message,
+                  absl::ToUnixMillis(core_->clock->Now()), &request);
       !s.ok()) {
     return s;
   }
@@ -147,8 +131,9 @@ absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
 
 void LocalProducer::SendAsync(const Message& message, SendCallback done) {
   auto* request = new CallbackSend(&core_->callbacks, std::move(done));
-  if (absl::Status s = Prepare(core_, options_, round_robin_, message,
-                               absl::ToUnixMillis(absl::Now()), request);
+  if (absl::Status s =
+          Prepare(core_, options_, round_robin_, message,
+                  absl::ToUnixMillis(core_->clock->Now()), request);
       !s.ok()) {
     request->Complete(std::move(s));
     return;
@@ -172,7 +157,7 @@ absl::StatusOr<std::vector<SendResult>> LocalProducer::SendBatch(
     return absl::InvalidArgumentError("SendBatch needs at least one message");
   }
   BlockingSend request;
-  const int64_t born_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t born_ms = absl::ToUnixMillis(core_->clock->Now());
   for (const Message& message : messages) {
     if (absl::Status s =
             Prepare(core_, options_, round_robin_, message, born_ms, &request);
@@ -183,6 +168,57 @@ absl::StatusOr<std::vector<SendResult>> LocalProducer::SendBatch(
   core_->writer->Submit(&request);
   if (absl::Status s = request.Wait(); !s.ok()) return s;
   return std::move(request.results_);
+}
+
+absl::StatusOr<std::unique_ptr<Transaction>> LocalProducer::Begin(
+    const Message& message, const BeginOptions& options) {
+  if (options_.group.empty()) {
+    return absl::FailedPreconditionError(
+        "Begin needs a producer group: create the producer with "
+        "ProducerOptions::group, and register the group's checker");
+  }
+  BlockingSend prepared;  // only for Prepare's queue choice and encoding
+  if (absl::Status s =
+          Prepare(core_, options_, round_robin_, message,
+                  absl::ToUnixMillis(core_->clock->Now()), &prepared);
+      !s.ok()) {
+    return s;
+  }
+  SendRequest::Item& item = prepared.items_.front();
+  item.record.Stamp(MessageId(), item.queue, 0, 0);
+  absl::StatusOr<TransactionId> id = BeginThroughWriter(
+      core_, std::move(item.record), options_.group, options.first_check);
+  if (!id.ok()) return id.status();
+  return std::unique_ptr<Transaction>(new LocalTransaction(core_, *id));
+}
+
+absl::StatusOr<TransactionResult> LocalProducer::SendInTransaction(
+    const Message& message,
+    absl::FunctionRef<TransactionState(const TransactionId&)> local_transaction,
+    const BeginOptions& options) {
+  absl::StatusOr<std::unique_ptr<Transaction>> txn = Begin(message, options);
+  if (!txn.ok()) return txn.status();
+  TransactionResult result;
+  result.id = (*txn)->id();
+  try {
+    result.state = local_transaction(result.id);
+  } catch (...) {
+    result.state = TransactionState::kUnknown;  // the check-back decides
+  }
+  switch (result.state) {
+    case TransactionState::kCommit: {
+      absl::StatusOr<SendResult> sent = (*txn)->Commit();
+      if (!sent.ok()) return sent.status();
+      result.sent = *sent;
+      break;
+    }
+    case TransactionState::kRollback:
+      if (absl::Status s = (*txn)->Rollback(); !s.ok()) return s;
+      break;
+    case TransactionState::kUnknown:
+      break;
+  }
+  return result;
 }
 
 }  // namespace txmq

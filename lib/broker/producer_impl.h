@@ -32,6 +32,13 @@ class LocalProducer final : public Producer {
       const Message& message) override;
   absl::StatusOr<std::vector<SendResult>> SendBatch(
       const std::vector<Message>& messages) override;
+  absl::StatusOr<std::unique_ptr<Transaction>> Begin(
+      const Message& message, const BeginOptions& options) override;
+  absl::StatusOr<TransactionResult> SendInTransaction(
+      const Message& message,
+      absl::FunctionRef<TransactionState(const TransactionId&)>
+          local_transaction,
+      const BeginOptions& options) override;
   const ProducerOptions& options() const override { return options_; }
 
  private:

@@ -12,16 +12,10 @@
 #include "log/record_layout.h"
 #include "record.capnp.h"
 #include "storage/keys.h"
+#include "util/hex.h"
 
 namespace txmq {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string_view ViewOf(capnp::Text::Reader text) {
   return std::string_view(text.begin(), text.size());
@@ -61,32 +55,15 @@ MessageId MessageId::Make(int64_t store_time_ms, uint32_t queue_number,
 }
 
 absl::StatusOr<MessageId> MessageId::Parse(std::string_view text) {
-  if (text.size() != 2 * kSize) {
+  MessageId id;
+  if (!ParseHex(text, &id.bytes_)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "message id '%s' is not 32 hex digits", std::string(text)));
-  }
-  MessageId id;
-  for (size_t i = 0; i < kSize; ++i) {
-    const int hi = HexValue(text[2 * i]);
-    const int lo = HexValue(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "message id '%s' is not 32 hex digits", std::string(text)));
-    }
-    id.bytes_[i] = static_cast<uint8_t>(hi * 16 + lo);
   }
   return id;
 }
 
-std::string MessageId::ToString() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(2 * kSize, '0');
-  for (size_t i = 0; i < kSize; ++i) {
-    out[2 * i] = kDigits[bytes_[i] >> 4];
-    out[2 * i + 1] = kDigits[bytes_[i] & 15];
-  }
-  return out;
-}
+std::string MessageId::ToString() const { return ToHex(bytes_); }
 
 int64_t MessageId::store_time_ms() const {
   return static_cast<int64_t>(

@@ -133,6 +133,39 @@ void PendingRecord::Stamp(const MessageId& id, uint32_t queue, uint64_t offset,
   root.setStoreTimeMs(store_time_ms);
 }
 
+absl::StatusOr<PendingRecord> PendingRecord::FromStored(
+    std::string_view record) {
+  // Stored values are not 8-byte aligned in general: copy into words.
+  kj::Array<capnp::word> words =
+      kj::heapArray<capnp::word>((record.size() + 7) / 8);
+  std::memcpy(words.begin(), record.data(), record.size());
+  PendingRecord out;
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    auto root = reader.getRoot<schema::MessageRecord>();
+    out.builder_ = std::make_unique<capnp::MallocMessageBuilder>(
+        root.totalSize().wordCount + 16, capnp::AllocationStrategy::FIXED_SIZE);
+    out.builder_->setRoot(root);
+    auto built = out.builder_->getRoot<schema::MessageRecord>();
+    if (built.getId().size() != MessageId::kSize) {
+      built.initId(MessageId::kSize);
+    }
+  } catch (const kj::Exception& e) {
+    return absl::DataLossError(absl::StrFormat(
+        "a stored half message does not decode (%s); the data directory "
+        "needs repair",
+        e.getDescription().cStr()));
+  }
+  out.size_ = capnp::computeSerializedSizeInWords(*out.builder_) * 8;
+  return out;
+}
+
+std::string PendingRecord::Serialize() const {
+  std::string out(size_, '\0');
+  WriteTo(out.data());
+  return out;
+}
+
 void PendingRecord::WriteTo(void* out) const {
   kj::ArrayOutputStream stream(
       kj::arrayPtr(static_cast<kj::byte*>(out), size_));

@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "txmq/message.h"
@@ -43,6 +45,11 @@ class PendingRecord {
                                               int64_t born_time_ms,
                                               size_t max_record_bytes);
 
+  // Rebuilds a pending record from a stored, unstamped record (a half
+  // message), copying it; Stamp then assigns what a commit assigns.
+  // Errors: DATA_LOSS when `record` does not decode.
+  static absl::StatusOr<PendingRecord> FromStored(std::string_view record);
+
   PendingRecord(PendingRecord&&) noexcept;
   PendingRecord& operator=(PendingRecord&&) noexcept;
   ~PendingRecord();
@@ -54,6 +61,7 @@ class PendingRecord {
   size_t size() const { return size_; }
   // Serializes into `out`, which has room for size() bytes.
   void WriteTo(void* out) const;
+  std::string Serialize() const;
 
  private:
   PendingRecord();

@@ -72,6 +72,11 @@ class Env {
   // Internal tables, opened once by Open().
   MDB_dbi meta_table() const { return meta_; }
   MDB_dbi cursor_table() const { return cursor_; }
+  // The transaction tables (txn/txn_store.h).
+  MDB_dbi half_table() const { return half_; }
+  MDB_dbi half_state_table() const { return half_state_; }
+  MDB_dbi outcome_table() const { return outcome_; }
+  MDB_dbi timer_table() const { return timer_; }
 
   // Map size in bytes, and the bytes in use (the high-water mark of pages;
   // LMDB reuses freed pages below it) as of the last RefreshUsage. Both are
@@ -114,6 +119,10 @@ class Env {
   MDB_env* env_ = nullptr;
   MDB_dbi meta_ = 0;
   MDB_dbi cursor_ = 0;
+  MDB_dbi half_ = 0;
+  MDB_dbi half_state_ = 0;
+  MDB_dbi outcome_ = 0;
+  MDB_dbi timer_ = 0;
   int lock_fd_ = -1;
   uint64_t dir_key_[2] = {0, 0};
   bool registered_ = false;

@@ -25,11 +25,12 @@ absl::Status WriteContext::Fail(int rc, std::string_view what) {
 
 void WriteContext::Touch(QueueState* queue) { touched_.push_back(queue); }
 
-Writer::Writer(Env* env, CommitSignal* signal,
+Writer::Writer(Env* env, CommitSignal* signal, std::shared_ptr<Clock> clock,
                absl::Duration async_sync_interval, LogFn log,
                ReaderFreeWork reader_free_work)
     : env_(env),
       signal_(signal),
+      clock_(std::move(clock)),
       async_sync_interval_(async_sync_interval),
       log_(std::move(log)),
       reader_free_work_(std::move(reader_free_work)),
@@ -146,7 +147,7 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
       for (size_t i = 0; i < n; ++i) requests[i]->Complete(s);
       return;
     }
-    WriteContext ctx(txn, absl::ToUnixMillis(absl::Now()));
+    WriteContext ctx(txn, absl::ToUnixMillis(clock_->Now()));
     for (size_t i = 0; i < n && !ctx.failed(); ++i) {
       results[i] = requests[i]->Apply(ctx);
     }

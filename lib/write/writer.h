@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "absl/time/time.h"
 #include "storage/env.h"
 #include "topic/topic.h"
+#include "txmq/clock.h"
 #include "write/commit_signal.h"
 
 namespace txmq {
@@ -133,9 +135,11 @@ class Writer {
     std::function<void()> run;
   };
 
-  // `env` and `signal` outlive the writer. Starts the thread.
-  Writer(Env* env, CommitSignal* signal, absl::Duration async_sync_interval,
-         LogFn log, ReaderFreeWork reader_free_work = {});
+  // `env` and `signal` outlive the writer. `clock` stamps each batch
+  // (WriteContext::now_ms). Starts the thread.
+  Writer(Env* env, CommitSignal* signal, std::shared_ptr<Clock> clock,
+         absl::Duration async_sync_interval, LogFn log,
+         ReaderFreeWork reader_free_work = {});
   ~Writer();  // Stop()
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -165,6 +169,7 @@ class Writer {
 
   Env* const env_;
   CommitSignal* const signal_;
+  const std::shared_ptr<Clock> clock_;
   const absl::Duration async_sync_interval_;
   const LogFn log_;
   const ReaderFreeWork reader_free_work_;

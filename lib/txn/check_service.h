@@ -1,0 +1,95 @@
+// CheckService: runs the check-backs of producer groups.
+//
+// Each group with a registered TransactionChecker has a worker thread of its
+// own, so a slow or throwing checker delays only its group. The timer
+// thread routes due transactions to their group (OnDue); a group without a
+// checker keeps its due transactions waiting, uncounted, until one
+// registers. A worker reads the half message (a short read transaction,
+// copied out), calls the checker holding no broker lock, and sends the
+// answers to the writer in one request.
+//
+// Thread-safe. Register/Unregister from any thread (Unregister waits for a
+// check in progress). OnDue from the timer thread.
+
+#ifndef TXMQ_LIB_TXN_CHECK_SERVICE_H_
+#define TXMQ_LIB_TXN_CHECK_SERVICE_H_
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/env.h"
+#include "txmq/clock.h"
+#include "txmq/transaction.h"
+#include "txn/txn_writer.h"
+#include "write/writer.h"
+
+namespace txmq {
+
+class CheckService {
+ public:
+  // All pointers outlive the service.
+  CheckService(Env* env, TxnWriter* txns, Writer* writer,
+               std::shared_ptr<Clock> clock);
+  ~CheckService();  // Stop()
+  CheckService(const CheckService&) = delete;
+  CheckService& operator=(const CheckService&) = delete;
+
+  absl::Status Register(std::string_view group,
+                        std::shared_ptr<TransactionChecker> checker,
+                        const CheckPolicy& policy);
+  absl::Status Unregister(std::string_view group);
+  // Stops every worker (each finishes the check in progress). Idempotent.
+  void Stop();
+
+  // The policy of `group`, or the default one.
+  CheckPolicy PolicyFor(std::string_view group) const;
+
+  // Thread: timer. Routes due transactions to their groups. Returns those
+  // it could not look up now (the reader gate was closed).
+  std::vector<TransactionId> OnDue(std::vector<TransactionId> ids);
+
+  uint64_t checks() const { return checks_.load(std::memory_order_relaxed); }
+  // Due transactions held for groups without a checker.
+  size_t waiting() const;
+
+ private:
+  struct Group {
+    std::shared_ptr<TransactionChecker> checker;
+    CheckPolicy policy;
+    absl::Mutex mu;
+    std::deque<TransactionId> queue ABSL_GUARDED_BY(mu);
+    bool stop ABSL_GUARDED_BY(mu) = false;
+    std::thread worker;
+  };
+
+  void RunWorker(Group* group, std::string name);
+  // Stops and joins `group`'s worker; returns what it had not checked.
+  std::vector<TransactionId> StopGroup(Group& group);
+  // Checks up to a batch of `group`'s due transactions.
+  void CheckBatch(Group& group, const std::string& name,
+                  std::vector<TransactionId>& batch);
+
+  Env* const env_;
+  TxnWriter* const txns_;
+  Writer* const writer_;
+  const std::shared_ptr<Clock> clock_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<TransactionId>> waiting_
+      ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> checks_{0};
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_LIB_TXN_CHECK_SERVICE_H_

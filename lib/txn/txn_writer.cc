@@ -1,0 +1,308 @@
+#include "txn/txn_writer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "log/append.h"
+#include "log/record_layout.h"
+#include "storage/keys.h"
+#include "storage/lmdb_status.h"
+
+namespace txmq {
+namespace {
+
+std::vector<uint64_t> AlignedCopy(std::string_view bytes) {
+  std::vector<uint64_t> words((bytes.size() + 7) / 8);
+  std::memcpy(words.data(), bytes.data(), bytes.size());
+  return words;
+}
+
+absl::Status NoSuchTransaction(const TransactionId& id) {
+  return absl::NotFoundError(absl::StrFormat(
+      "transaction %s is unknown (never begun here, or resolved longer ago "
+      "than Options::outcome_retention)",
+      id.ToString()));
+}
+
+}  // namespace
+
+absl::Duration CheckBackoff(const CheckPolicy& policy, uint32_t checks) {
+  absl::Duration wait = policy.first_interval;
+  for (uint32_t i = 1; i < checks && wait < policy.max_interval; ++i) {
+    wait *= 2;
+  }
+  return std::min(wait, policy.max_interval);
+}
+
+TxnWriter::TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
+                     uint32_t run)
+    : tables_(tables), topics_(topics), timers_(timers), run_(run) {}
+
+absl::Status TxnWriter::LoadCounts(MDB_txn* txn) {
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(txn, tables_.state, &cursor);
+      rc != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cannot read pending transactions");
+  }
+  uint64_t pending = 0, exhausted = 0;
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    ++pending;
+    // flags byte: offset 4
+    if (v.mv_size > 4 && (static_cast<const char*>(v.mv_data)[4] & 1)) {
+      ++exhausted;
+    }
+  }
+  mdb_cursor_close(cursor);
+  if (rc != MDB_NOTFOUND) {
+    return LmdbStatus(rc, "cannot read pending transactions");
+  }
+  pending_.store(pending);
+  exhausted_.store(exhausted);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TransactionId> TxnWriter::ApplyBegin(WriteContext& ctx,
+                                                    const PendingRecord& record,
+                                                    const std::string& group,
+                                                    int64_t first_check_ms) {
+  // begin time | run | sequence. The time never goes backwards within a
+  // run (so ids stay sorted even if the clock does), and the run makes ids
+  // of different runs differ.
+  const int64_t begin_ms = std::max(ctx.now_ms(), last_begin_ms_);
+  std::array<uint8_t, TransactionId::kSize> bytes;
+  char* out = reinterpret_cast<char*>(bytes.data());
+  PutBigEndian(static_cast<uint64_t>(begin_ms), 6, out);
+  PutBigEndian(run_, 4, out + 6);
+  PutBigEndian(sequence_, 6, out + 10);
+  const TransactionId id = TransactionId::FromBytes(bytes);
+
+  TxnState state;
+  state.next_check_ms = first_check_ms;
+  state.begin_ms = ctx.now_ms();
+  state.group = group;
+  const std::string message = record.Serialize();
+  int rc = PutRow(ctx.txn(), tables_.half, IdKey(id), message);
+  if (rc == MDB_SUCCESS) {
+    rc = PutRow(ctx.txn(), tables_.state, IdKey(id), EncodeTxnState(state));
+  }
+  if (rc == MDB_SUCCESS) {
+    rc = PutRow(ctx.txn(), tables_.timer,
+                TimerKey(first_check_ms, kTimerCheckBack, id.bytes()), "");
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot store a half message");
+  // Never reused, even when this batch aborts (a gap is harmless).
+  ++sequence_;
+  last_begin_ms_ = begin_ms;
+  ctx.AfterCommit([this, id, first_check_ms] {
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    timers_->ScheduleCheck(id, first_check_ms);
+  });
+  return id;
+}
+
+absl::StatusOr<TxnOutcome> TxnWriter::Resolved(WriteContext& ctx,
+                                               const TransactionId& id) {
+  std::string_view value;
+  const int rc = GetRow(ctx.txn(), tables_.outcome, IdKey(id), &value);
+  if (rc == MDB_NOTFOUND) return NoSuchTransaction(id);
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
+  return DecodeTxnOutcome(value);
+}
+
+absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
+                               const TxnState& state,
+                               const TxnOutcome& outcome) {
+  int rc = DeleteRow(ctx.txn(), tables_.half, IdKey(id));
+  if (rc == MDB_SUCCESS) rc = DeleteRow(ctx.txn(), tables_.state, IdKey(id));
+  if (rc == MDB_SUCCESS && !state.exhausted) {
+    rc = DeleteRow(ctx.txn(), tables_.timer,
+                   TimerKey(state.next_check_ms, kTimerCheckBack, id.bytes()));
+    if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;  // tolerate a missing timer
+  }
+  if (rc == MDB_SUCCESS) {
+    rc = PutRow(ctx.txn(), tables_.outcome, IdKey(id),
+                EncodeTxnOutcome(outcome));
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot resolve a transaction");
+  const bool exhausted = state.exhausted;
+  ctx.AfterCommit([this, id, exhausted] {
+    pending_.fetch_sub(1, std::memory_order_relaxed);
+    if (exhausted) exhausted_.fetch_sub(1, std::memory_order_relaxed);
+    timers_->CancelCheck(id);
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
+                                                  const TransactionId& id) {
+  std::string_view state_value;
+  int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  if (rc == MDB_NOTFOUND) {
+    absl::StatusOr<TxnOutcome> outcome = Resolved(ctx, id);
+    if (!outcome.ok()) return outcome.status();
+    if (outcome->kind == TxnOutcomeKind::kRolledBack) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "transaction %s was rolled back; it cannot be committed",
+          id.ToString()));
+    }
+    return SendResult{.id = outcome->message_id,
+                      .queue = outcome->queue,
+                      .offset = outcome->offset,
+                      .store_time = absl::FromUnixMillis(
+                          outcome->message_id.store_time_ms())};
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
+  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
+  if (!state.ok()) return state.status();
+
+  std::string_view stored;
+  rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &stored);
+  if (rc != MDB_SUCCESS) {
+    return rc == MDB_NOTFOUND
+               ? absl::DataLossError(absl::StrFormat(
+                     "transaction %s has no half message; the data "
+                     "directory needs repair",
+                     id.ToString()))
+               : ctx.Fail(rc, "cannot read a half message");
+  }
+  // The stored record names its topic and queue.
+  const std::vector<uint64_t> aligned = AlignedCopy(stored);
+  absl::StatusOr<MessageView> view = MessageView::FromRecord(std::string_view(
+      reinterpret_cast<const char*>(aligned.data()), stored.size()));
+  if (!view.ok()) return view.status();
+  absl::StatusOr<PendingRecord> record = PendingRecord::FromStored(stored);
+  if (!record.ok()) return record.status();
+  std::shared_ptr<Topic> topic = topics_->Find(view->topic());
+  if (topic == nullptr) {
+    return absl::NotFoundError(absl::StrFormat(
+        "transaction %s cannot commit: topic '%s' no longer exists; roll it "
+        "back",
+        id.ToString(), std::string(view->topic())));
+  }
+  const uint32_t queue = std::min(view->queue(), topic->queue_count() - 1);
+  absl::StatusOr<SendResult> sent = AppendToQueue(ctx, *topic, queue, *record);
+  if (!sent.ok()) return sent.status();
+  TxnOutcome outcome{.kind = TxnOutcomeKind::kCommitted,
+                     .resolved_ms = ctx.now_ms(),
+                     .message_id = sent->id,
+                     .queue = sent->queue,
+                     .offset = sent->offset};
+  if (absl::Status s = Finish(ctx, id, *state, outcome); !s.ok()) return s;
+  return sent;
+}
+
+absl::Status TxnWriter::ApplyRollback(WriteContext& ctx,
+                                      const TransactionId& id) {
+  std::string_view state_value;
+  const int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  if (rc == MDB_NOTFOUND) {
+    absl::StatusOr<TxnOutcome> outcome = Resolved(ctx, id);
+    if (!outcome.ok()) return outcome.status();
+    if (outcome->kind == TxnOutcomeKind::kCommitted) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "transaction %s was committed (message %s); it cannot be rolled "
+          "back",
+          id.ToString(), outcome->message_id.ToString()));
+    }
+    return absl::OkStatus();
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
+  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
+  if (!state.ok()) return state.status();
+  return Finish(ctx, id, *state,
+                TxnOutcome{.kind = TxnOutcomeKind::kRolledBack,
+                           .resolved_ms = ctx.now_ms()});
+}
+
+absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
+                                         const TransactionId& id,
+                                         uint32_t checks,
+                                         TransactionState answer,
+                                         const CheckPolicy& policy) {
+  std::string_view state_value;
+  int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  if (rc == MDB_NOTFOUND) return absl::OkStatus();  // resolved meanwhile
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
+  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
+  if (!state.ok()) return state.status();
+  if (state->exhausted || state->checks != checks) {
+    return absl::OkStatus();  // a stale answer
+  }
+  switch (answer) {
+    case TransactionState::kCommit: {
+      absl::StatusOr<SendResult> sent = ApplyCommit(ctx, id);
+      return sent.ok() ? absl::OkStatus() : sent.status();
+    }
+    case TransactionState::kRollback:
+      return ApplyRollback(ctx, id);
+    case TransactionState::kUnknown:
+      break;
+  }
+  TxnState next = *state;
+  next.checks = checks + 1;
+  rc = DeleteRow(ctx.txn(), tables_.timer,
+                 TimerKey(state->next_check_ms, kTimerCheckBack, id.bytes()));
+  if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+  if (next.checks >= policy.max_checks) {
+    next.exhausted = true;
+  } else {
+    next.next_check_ms = ctx.now_ms() + absl::ToInt64Milliseconds(
+                                            CheckBackoff(policy, next.checks));
+    if (rc == MDB_SUCCESS) {
+      rc =
+          PutRow(ctx.txn(), tables_.timer,
+                 TimerKey(next.next_check_ms, kTimerCheckBack, id.bytes()), "");
+    }
+  }
+  if (rc == MDB_SUCCESS) {
+    rc = PutRow(ctx.txn(), tables_.state, IdKey(id), EncodeTxnState(next));
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot record a check-back");
+  ctx.AfterCommit([this, id, next] {
+    if (next.exhausted) {
+      exhausted_.fetch_add(1, std::memory_order_relaxed);
+      timers_->CancelCheck(id);
+    } else {
+      timers_->ScheduleCheck(id, next.next_check_ms);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> TxnWriter::ApplyPruneOutcomes(WriteContext& ctx,
+                                                     int64_t cutoff_ms,
+                                                     size_t max) {
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(ctx.txn(), tables_.outcome, &cursor);
+      rc != MDB_SUCCESS) {
+    return ctx.Fail(rc, "cannot prune transaction outcomes");
+  }
+  std::vector<std::string> doomed;
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+  for (; rc == MDB_SUCCESS && doomed.size() < max;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != TransactionId::kSize ||
+        static_cast<int64_t>(GetBigEndian(static_cast<char*>(k.mv_data), 6)) >=
+            cutoff_ms) {
+      break;  // ids sort by begin time: the rest are younger
+    }
+    doomed.emplace_back(static_cast<char*>(k.mv_data), k.mv_size);
+  }
+  mdb_cursor_close(cursor);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    return ctx.Fail(rc, "cannot prune transaction outcomes");
+  }
+  for (const std::string& key : doomed) {
+    if (rc = DeleteRow(ctx.txn(), tables_.outcome, key); rc != MDB_SUCCESS) {
+      return ctx.Fail(rc, "cannot prune transaction outcomes");
+    }
+  }
+  return doomed.size();
+}
+
+}  // namespace txmq
