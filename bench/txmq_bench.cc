@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -113,6 +114,107 @@ void SendArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(BM_TxmqSend, sync, txmq::Durability::kSync)->Apply(SendArgs);
 BENCHMARK_CAPTURE(BM_TxmqSend, async, txmq::Durability::kAsync)
     ->Apply(SendArgs);
+
+// ---- txmq transactions ---------------------------------------------------
+
+// Begin, an empty local transaction, Commit: what a transactional send costs
+// next to a plain one (BM_TxmqSend/sync, same threads).
+void BM_TxmqTransactionalSend(benchmark::State& state) {
+  if (state.thread_index() == 0) {
+    send_fixture = new SendFixture;
+    send_fixture->dir = MakeTempDir("txn");
+    auto broker = txmq::Broker::Open(send_fixture->dir);
+    Check(broker.ok(), "open");
+    send_fixture->broker = *std::move(broker);
+    Check(send_fixture->broker->CreateTopic("bench", {.queues = 4}).ok(),
+          "topic");
+    send_fixture->producer =
+        *send_fixture->broker->CreateProducer({.group = "bench-producers"});
+  }
+  const txmq::Message message{.topic = "bench",
+                              .body = std::string(kValueBytes, 't')};
+  for (auto _ : state) {
+    auto result = send_fixture->producer->SendInTransaction(
+        message, [](const txmq::TransactionId&) {
+          return txmq::TransactionState::kCommit;
+        });
+    if (!result.ok() || !result->sent.has_value()) {
+      state.SkipWithError("transactional send failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    const std::string dir = send_fixture->dir;
+    delete send_fixture;
+    send_fixture = nullptr;
+    RemoveDir(dir);
+  }
+}
+BENCHMARK(BM_TxmqTransactionalSend)
+    ->Threads(1)
+    ->Threads(16)
+    ->Threads(64)
+    ->UseRealTime();
+
+class CommitAll final : public txmq::TransactionChecker {
+ public:
+  txmq::TransactionState Check(const txmq::HalfMessage&) override {
+    return txmq::TransactionState::kCommit;
+  }
+};
+
+// 100,000 half messages whose producer went away, all past due: how fast
+// the check-back resolves them through a trivial checker (checks/s).
+void BM_TxmqCheckBack(benchmark::State& state) {
+  constexpr int kPending = 100000;
+  int64_t checked = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string dir = MakeTempDir("checkback");
+    auto clock = std::make_shared<txmq::ManualClock>(absl::Now());
+    {
+      txmq::Options options;
+      options.clock = clock;
+      auto broker = *txmq::Broker::Open(dir, options);
+      Check(broker->CreateTopic("bench", {.queues = 4}).ok(), "topic");
+      auto producer = *broker->CreateProducer({.group = "bench-producers"});
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 32; ++t) {
+        threads.emplace_back([&] {
+          const txmq::Message m{.topic = "bench",
+                                .body = std::string(kValueBytes, 'c')};
+          for (int i = 0; i < kPending / 32; ++i) {
+            Check(producer->Begin(m).ok(), "begin");
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      Check(broker->Stats().pending_transactions == kPending / 32 * 32,
+            "pending");
+      clock->Advance(absl::Seconds(7));  // all past their first check
+      state.ResumeTiming();
+      Check(broker
+                ->RegisterChecker("bench-producers",
+                                  std::make_shared<CommitAll>())
+                .ok(),
+            "register");
+      while (broker->Stats().pending_transactions > 0) {
+        absl::SleepFor(absl::Microseconds(200));
+      }
+      state.PauseTiming();
+      checked += static_cast<int64_t>(broker->Stats().checks);
+    }
+    RemoveDir(dir);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(checked);
+  state.counters["checks"] = static_cast<double>(checked);
+}
+BENCHMARK(BM_TxmqCheckBack)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(2)
+    ->UseRealTime();
 
 // ---- txmq consume ------------------------------------------------------
 
