@@ -43,6 +43,11 @@ absl::Status ValidateOptions(const Options& o) {
     return absl::InvalidArgumentError(
         "Options::max_readers must be at least 8");
   }
+  if (o.outcome_retention < absl::ZeroDuration() ||
+      o.outcome_retention > absl::Hours(24 * 3650)) {
+    return absl::InvalidArgumentError(
+        "Options::outcome_retention must be between 0 and 10 years");
+  }
   if (o.durability == Durability::kAsync &&
       o.async_sync_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -77,24 +82,56 @@ uint32_t NewRunId() {
   return random();
 }
 
-// Deletes outcomes of transactions begun more than outcome_retention ago,
-// a bounded batch at a time. Called from the timer thread.
-void PruneOutcomes(BrokerCore* core, absl::Time now) {
-  class Prune final : public WriteRequest {
+// Forgets the outcomes whose retention ran out (their expiry timers fired).
+// If the write fails, the timers are re-armed a second later.
+void ExpireOutcomes(BrokerCore* core, std::vector<Timer> expired) {
+  class Expire final : public WriteRequest {
    public:
-    Prune(TxnWriter* txns, int64_t cutoff) : txns_(txns), cutoff_(cutoff) {}
+    Expire(BrokerCore* core, std::vector<Timer> expired)
+        : core_(core), expired_(std::move(expired)) {}
     absl::Status Apply(WriteContext& ctx) override {
-      return txns_->ApplyPruneOutcomes(ctx, cutoff_, 1000).status();
+      for (const Timer& t : expired_) {
+        absl::Status s = core_->txns->ApplyExpireOutcome(
+            ctx, TransactionId::FromBytes(t.target.id), t.due_ms);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
     }
-    void Complete(absl::Status) override { delete this; }
+    void Complete(absl::Status status) override {
+      if (!status.ok()) {
+        const int64_t retry =
+            absl::ToUnixMillis(core_->clock->Now() + absl::Seconds(1));
+        for (const Timer& t : expired_) {
+          core_->timers->Schedule(t.target.kind, t.target.id, retry);
+        }
+      }
+      delete this;
+    }
 
    private:
-    TxnWriter* const txns_;
-    const int64_t cutoff_;
+    BrokerCore* const core_;
+    const std::vector<Timer> expired_;
   };
-  core->writer->Submit(
-      new Prune(core->txns.get(),
-                absl::ToUnixMillis(now - core->options.outcome_retention)));
+  core->writer->Submit(new Expire(core, std::move(expired)));
+}
+
+// Timer thread: hands due timers to whoever owns their kind.
+std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
+  std::vector<TransactionId> checks;
+  std::vector<Timer> expired;
+  for (const Timer& t : due) {
+    if (t.target.kind == kTimerCheckBack) {
+      checks.push_back(TransactionId::FromBytes(t.target.id));
+    } else if (t.target.kind == kTimerOutcomeExpiry) {
+      expired.push_back(t);
+    }
+  }
+  if (!expired.empty()) ExpireOutcomes(core, std::move(expired));
+  std::vector<Timer> retry;
+  for (const TransactionId& id : core->checks->OnDue(std::move(checks))) {
+    retry.push_back(Timer{0, TimerTarget{kTimerCheckBack, id.bytes()}});
+  }
+  return retry;
 }
 
 absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
@@ -208,22 +245,18 @@ class BrokerImpl final : public Broker {
             },
     };
     BrokerCore* core = &core_;
-    TimerService::Handlers handlers{
-        .check_due =
-            [core](std::vector<TransactionId> ids) {
-              return core->checks->OnDue(std::move(ids));
-            },
-        .maintenance = [core](absl::Time now) { PruneOutcomes(core, now); },
-    };
     core_.timers = std::make_unique<TimerService>(
         core_.env.get(), core_.env->timer_table(), core_.clock,
-        std::move(handlers));
+        [core](std::vector<Timer> due) {
+          return DispatchDue(core, std::move(due));
+        });
     const TxnTables tables{.half = core_.env->half_table(),
                            .state = core_.env->half_state_table(),
                            .outcome = core_.env->outcome_table(),
                            .timer = core_.env->timer_table()};
     core_.txns = std::make_unique<TxnWriter>(tables, core_.topics.get(),
-                                             core_.timers.get(), NewRunId());
+                                             core_.timers.get(), NewRunId(),
+                                             o.outcome_retention);
     {
       MDB_txn* txn = nullptr;
       if (int rc = mdb_txn_begin(core_.env->env(), nullptr, MDB_RDONLY, &txn);
@@ -240,7 +273,8 @@ class BrokerImpl final : public Broker {
     core_.groups =
         std::make_unique<GroupRegistry>(core_.env.get(), core_.writer.get());
     core_.checks = std::make_unique<CheckService>(
-        core_.env.get(), core_.txns.get(), core_.writer.get(), core_.clock);
+        core_.env.get(), core_.txns.get(), core_.writer.get(),
+        core_.timers.get(), core_.clock);
     // Recovery: the first load of the timer table re-arms every pending
     // check-back.
     core_.timers->Start();

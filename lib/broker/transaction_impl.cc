@@ -8,6 +8,10 @@ absl::StatusOr<TransactionId> BeginThroughWriter(BrokerCore* core,
                                                  PendingRecord record,
                                                  const std::string& group,
                                                  absl::Duration first_check) {
+  if (first_check > absl::Hours(24 * 365)) {
+    return absl::InvalidArgumentError(
+        "BeginOptions::first_check is at most a year");
+  }
   if (first_check <= absl::ZeroDuration()) {
     first_check = core->checks->PolicyFor(group).transaction_timeout;
   }

@@ -7,27 +7,15 @@
 #include "txn/txn_store.h"
 
 namespace txmq {
-namespace {
-
-TimerTarget CheckTarget(const TransactionId& id) {
-  TimerTarget target;
-  target.kind = kTimerCheckBack;
-  target.id = id.bytes();
-  return target;
-}
-
-}  // namespace
 
 TimerService::TimerService(Env* env, MDB_dbi timer_table,
-                           std::shared_ptr<Clock> clock, Handlers handlers,
-                           absl::Duration window,
-                           absl::Duration maintenance_every)
+                           std::shared_ptr<Clock> clock, DueFn due,
+                           absl::Duration window)
     : env_(env),
       timer_table_(timer_table),
       clock_(std::move(clock)),
-      handlers_(std::move(handlers)),
+      due_(std::move(due)),
       window_(window),
-      maintenance_every_(maintenance_every),
       waker_(std::make_shared<Waker>()) {
   {
     absl::MutexLock lock(&waker_->mu);
@@ -64,14 +52,20 @@ void TimerService::Stop() {
   if (join) thread_.join();
 }
 
-void TimerService::ScheduleCheck(const TransactionId& id, int64_t due_ms) {
+void TimerService::Schedule(uint8_t kind, const std::array<uint8_t, 16>& id,
+                            int64_t due_ms) {
   absl::MutexLock lock(&mu_);
-  if (!stop_) inbox_.push_back(Op{CheckTarget(id), due_ms});
+  if (!stop_) inbox_.push_back(Op{TimerTarget{kind, id}, due_ms});
 }
 
-void TimerService::CancelCheck(const TransactionId& id) {
+void TimerService::Cancel(uint8_t kind, const std::array<uint8_t, 16>& id) {
   absl::MutexLock lock(&mu_);
-  if (!stop_) inbox_.push_back(Op{CheckTarget(id), kCancel});
+  if (!stop_) inbox_.push_back(Op{TimerTarget{kind, id}, kCancel});
+}
+
+void TimerService::Rescan() {
+  absl::MutexLock lock(&mu_);
+  rescan_ = true;
 }
 
 void TimerService::Wake() {
@@ -135,63 +129,55 @@ bool TimerService::LoadUntil(int64_t until_ms) {
   }
   mdb_cursor_close(cursor);
   mdb_txn_abort(txn);
-  loaded_until_ = until_ms;
   loaded_.fetch_add(loaded, std::memory_order_relaxed);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return false;  // retry
+  loaded_until_ = until_ms;
   return true;
 }
 
 void TimerService::Run() {
   const int64_t window_ms = absl::ToInt64Milliseconds(window_);
-  const int64_t maintenance_ms = absl::ToInt64Milliseconds(maintenance_every_);
   wheel_ = std::make_unique<TimerWheel>(NowMs());
-  next_maintenance_ms_ = NowMs() + maintenance_ms;
   std::vector<Timer> fired;
-  std::vector<TransactionId> retry;
+  std::vector<Timer> retry;
   while (true) {
     const int64_t now = NowMs();
+    bool rescan;
+    {
+      absl::MutexLock lock(&mu_);
+      rescan = rescan_;
+      rescan_ = false;
+    }
+    if (rescan) loaded_until_ = INT64_MIN;  // the next load reads it all
     DrainInbox();
     bool load_pending = false;
     if (now + window_ms / 2 >= loaded_until_) {
       load_pending = !LoadUntil(now + window_ms);
       DrainInbox();  // changes committed after the load's snapshot
     }
-    // Retries of the last round first, then what falls due now.
     fired.clear();
     wheel_->Advance(now, &fired);
-    std::vector<TransactionId> due = std::move(retry);
+    // Last round's retries first, then what falls due now.
+    std::vector<Timer> due = std::move(retry);
     retry.clear();
-    for (const Timer& t : fired) {
-      if (t.target.kind == kTimerCheckBack) {
-        due.push_back(TransactionId::FromBytes(t.target.id));
-      }
-    }
-    if (!due.empty() && handlers_.check_due) {
-      retry = handlers_.check_due(std::move(due));
-    }
+    due.insert(due.end(), fired.begin(), fired.end());
+    if (!due.empty() && due_) retry = due_(std::move(due));
     armed_.store(wheel_->size(), std::memory_order_relaxed);
-    if (now >= next_maintenance_ms_) {
-      if (handlers_.maintenance) handlers_.maintenance(clock_->Now());
-      next_maintenance_ms_ = now + maintenance_ms;
-    }
 
-    // Sleep until the next thing to do, or until woken.
-    int64_t next =
-        std::min(next_maintenance_ms_, loaded_until_ - window_ms / 2);
+    // Sleep until the next timer or load, or until woken.
+    int64_t next = loaded_until_ - window_ms / 2;
     if (std::optional<int64_t> e = wheel_->NextExpiration()) {
       next = std::min(next, *e);
     }
     absl::Duration sleep = absl::Milliseconds(std::max<int64_t>(0, next - now));
-    if (!retry.empty() || load_pending) sleep = absl::Milliseconds(5);
-    if (!clock_->RealTime()) {
-      // Time moves only when the clock says so (Wake); look now and then
-      // anyway for retries.
-      sleep = (!retry.empty() || load_pending) ? absl::Milliseconds(5)
-                                               : absl::Seconds(1);
+    if (!clock_->RealTime()) sleep = absl::Seconds(1);  // Wake() moves us
+    if (!retry.empty() || load_pending) {
+      sleep = std::min(sleep, absl::Milliseconds(5));
     }
     absl::MutexLock lock(&mu_);
     auto ready = [this] {
       mu_.AssertHeld();
-      return stop_ || wake_ || !inbox_.empty();
+      return stop_ || wake_ || rescan_ || !inbox_.empty();
     };
     if (sleep > absl::ZeroDuration()) {
       mu_.AwaitWithTimeout(absl::Condition(&ready), sleep);

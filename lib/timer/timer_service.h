@@ -1,6 +1,6 @@
 // TimerService: the timer thread. It keeps a TimerWheel filled from the
 // durable timer table (txn/txn_store.h) for a window ahead of the clock,
-// fires due check-backs, and hands them to the check service.
+// and hands due timers (check-backs, outcome expiries) to the broker.
 //
 //   timer table (disk)   |-- rows due before loaded_until --|-- later rows --|
 //   wheel (memory)       |<------ the same rows ----------->|  (not loaded)
@@ -12,13 +12,13 @@
 // due before now + window: that is the recovery of every armed check-back
 // after a restart.
 //
-// The writer reports each committed timer change (ScheduleCheck,
-// CancelCheck) through an inbox. Why no change is missed: the thread drains
+// The writer reports each committed timer change (Schedule, Cancel) through
+// an inbox. Why no change is missed: the thread drains
 // the inbox, then loads from a fresh snapshot, then drains again. A change
 // committed before the snapshot is in it; one committed after reaches the
 // inbox after the load, when loaded_until already covers it.
 //
-// Thread-safe: ScheduleCheck, CancelCheck and Wake from any thread. The
+// Thread-safe: Schedule, Cancel, Rescan and Wake from any thread. The
 // wheel and the watermark belong to the timer thread.
 
 #ifndef TXMQ_LIB_TIMER_TIMER_SERVICE_H_
@@ -42,19 +42,13 @@ namespace txmq {
 
 class TimerService final : public TimerSink {
  public:
-  struct Handlers {
-    // Due check-backs. Runs on the timer thread; returns the ids it could
-    // not take now (they are retried a few milliseconds later).
-    std::function<std::vector<TransactionId>(std::vector<TransactionId>)>
-        check_due;
-    // Called about every `maintenance_every` of clock time (pruning).
-    std::function<void(absl::Time now)> maintenance;
-  };
+  // Due timers, all kinds, in due order. Runs on the timer thread; returns
+  // the ones it could not take now (retried a few milliseconds later).
+  using DueFn = std::function<std::vector<Timer>(std::vector<Timer>)>;
 
   // `env` outlives the service. Does not start the thread.
   TimerService(Env* env, MDB_dbi timer_table, std::shared_ptr<Clock> clock,
-               Handlers handlers, absl::Duration window = absl::Minutes(10),
-               absl::Duration maintenance_every = absl::Seconds(10));
+               DueFn due, absl::Duration window = absl::Minutes(10));
   ~TimerService() override;
   TimerService(const TimerService&) = delete;
   TimerService& operator=(const TimerService&) = delete;
@@ -63,10 +57,15 @@ class TimerService final : public TimerSink {
   // Stops the thread. Idempotent. Later Schedule/Cancel calls are ignored.
   void Stop();
 
-  void ScheduleCheck(const TransactionId& id, int64_t due_ms) override;
-  void CancelCheck(const TransactionId& id) override;
+  void Schedule(uint8_t kind, const std::array<uint8_t, 16>& id,
+                int64_t due_ms) override;
+  void Cancel(uint8_t kind, const std::array<uint8_t, 16>& id) override;
   // Look at the clock again now (a ManualClock moved).
   void Wake();
+  // Load the whole window from disk again, so that past-due timers fire
+  // again (a producer group's checker registered: its transactions that
+  // fell due while it had none are checked now).
+  void Rescan() override;
 
   // Timers in memory (the wheel), for tests and stats.
   size_t armed() const { return armed_.load(std::memory_order_relaxed); }
@@ -76,7 +75,7 @@ class TimerService final : public TimerSink {
  private:
   struct Op {
     TimerTarget target;
-    int64_t due_ms;  // ScheduleCheck; kCancel for CancelCheck
+    int64_t due_ms;  // Schedule; kCancel for Cancel
   };
   static constexpr int64_t kCancel = INT64_MIN;
 
@@ -90,13 +89,13 @@ class TimerService final : public TimerSink {
   Env* const env_;
   const MDB_dbi timer_table_;
   const std::shared_ptr<Clock> clock_;
-  const Handlers handlers_;
+  const DueFn due_;
   const absl::Duration window_;
-  const absl::Duration maintenance_every_;
 
   absl::Mutex mu_;
   std::vector<Op> inbox_ ABSL_GUARDED_BY(mu_);
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool rescan_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -110,7 +109,6 @@ class TimerService final : public TimerSink {
   // Thread: timer thread only.
   std::unique_ptr<TimerWheel> wheel_;
   int64_t loaded_until_ = INT64_MIN;
-  int64_t next_maintenance_ms_ = 0;
 
   std::atomic<size_t> armed_{0};
   std::atomic<uint64_t> loaded_{0};

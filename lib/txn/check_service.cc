@@ -4,17 +4,17 @@
 #include <exception>
 
 #include "absl/strings/str_format.h"
-#include "storage/read_txn_cache.h"
 #include "topic/names.h"
 #include "txn/txn_store.h"
-#include "util/strings.h"
 
 namespace txmq {
 namespace {
 
 constexpr size_t kCheckBatch = 256;
 
-// The answers of one worker batch, applied in one writer request.
+// The answers of one worker batch, applied in one writer request. If the
+// batch fails, the answers are lost: their transactions are re-armed in
+// memory (their durable timer rows are still there for a restart).
 class CheckResultsRequest final : public WriteRequest {
  public:
   struct Answer {
@@ -22,23 +22,42 @@ class CheckResultsRequest final : public WriteRequest {
     uint32_t checks;
     TransactionState state;
   };
-  CheckResultsRequest(TxnWriter* txns, CheckPolicy policy,
+  CheckResultsRequest(TxnWriter* txns, TimerSink* timers,
+                      std::shared_ptr<Clock> clock, CheckPolicy policy,
                       std::vector<Answer> answers)
-      : txns_(txns), policy_(policy), answers_(std::move(answers)) {}
+      : txns_(txns),
+        timers_(timers),
+        clock_(std::move(clock)),
+        policy_(policy),
+        answers_(std::move(answers)) {}
 
   absl::Status Apply(WriteContext& ctx) override {
     for (const Answer& a : answers_) {
-      // One answer that cannot apply (a deleted topic) must not hold up the
-      // others; it wrote nothing, and the transaction stays pending.
-      (void)txns_->ApplyCheckResult(ctx, a.id, a.checks, a.state, policy_);
-      if (ctx.failed()) return ctx.status();
+      // ApplyCheckResult turns an answer it cannot apply into a counted
+      // unknown, so only a failed batch stops here.
+      absl::Status s =
+          txns_->ApplyCheckResult(ctx, a.id, a.checks, a.state, policy_);
+      if (ctx.failed()) return s;
     }
     return absl::OkStatus();
   }
-  void Complete(absl::Status) override { delete this; }
+
+  void Complete(absl::Status status) override {
+    if (!status.ok()) {
+      const int64_t retry_ms =
+          absl::ToUnixMillis(clock_->Now()) +
+          absl::ToInt64Milliseconds(policy_.first_interval);
+      for (const Answer& a : answers_) {
+        timers_->Schedule(kTimerCheckBack, a.id.bytes(), retry_ms);
+      }
+    }
+    delete this;
+  }
 
  private:
   TxnWriter* const txns_;
+  TimerSink* const timers_;
+  const std::shared_ptr<Clock> clock_;
   const CheckPolicy policy_;
   const std::vector<Answer> answers_;
 };
@@ -51,15 +70,24 @@ struct ReadHalf {
   size_t record_size = 0;
 };
 
+void EnterGate(MapGate& gate) {
+  while (!gate.TryEnter()) gate.WaitOpen(absl::Now() + absl::Milliseconds(5));
+}
+
 }  // namespace
 
 CheckService::CheckService(Env* env, TxnWriter* txns, Writer* writer,
-                           std::shared_ptr<Clock> clock)
-    : env_(env), txns_(txns), writer_(writer), clock_(std::move(clock)) {}
+                           TimerSink* timers, std::shared_ptr<Clock> clock)
+    : env_(env),
+      txns_(txns),
+      writer_(writer),
+      timers_(timers),
+      clock_(std::move(clock)) {}
 
 CheckService::~CheckService() { Stop(); }
 
 void CheckService::Stop() {
+  absl::MutexLock registration(&registration_mu_);
   std::vector<std::unique_ptr<Group>> groups;
   {
     absl::MutexLock lock(&mu_);
@@ -71,14 +99,12 @@ void CheckService::Stop() {
   for (auto& group : groups) StopGroup(*group);
 }
 
-std::vector<TransactionId> CheckService::StopGroup(Group& group) {
+void CheckService::StopGroup(Group& group) {
   {
     absl::MutexLock lock(&group.mu);
     group.stop = true;
   }
   if (group.worker.joinable()) group.worker.join();
-  absl::MutexLock lock(&group.mu);
-  return std::vector<TransactionId>(group.queue.begin(), group.queue.end());
 }
 
 absl::Status CheckService::Register(std::string_view group_name,
@@ -92,52 +118,53 @@ absl::Status CheckService::Register(std::string_view group_name,
   }
   if (policy.max_checks == 0 ||
       policy.transaction_timeout < absl::ZeroDuration() ||
+      policy.transaction_timeout > absl::Hours(24 * 365) ||
       policy.first_interval <= absl::ZeroDuration() ||
-      policy.max_interval < policy.first_interval) {
+      policy.max_interval < policy.first_interval ||
+      policy.max_interval > absl::Hours(24 * 365)) {
     return absl::InvalidArgumentError(
-        "CheckPolicy needs max_checks >= 1, a transaction_timeout >= 0 and "
-        "0 < first_interval <= max_interval");
+        "CheckPolicy needs max_checks >= 1, 0 <= transaction_timeout <= 1 "
+        "year and 0 < first_interval <= max_interval <= 1 year");
   }
   const std::string name(group_name);
-  // Replace an existing registration: stop its worker first (outside mu_;
-  // the worker never takes mu_).
+  absl::MutexLock registration(&registration_mu_);
   std::unique_ptr<Group> old;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return absl::UnavailableError("the broker is closing");
     auto it = groups_.find(name);
     if (it != groups_.end()) {
+      if (it->second->worker.get_id() == std::this_thread::get_id()) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "a checker of group '%s' cannot replace its own registration "
+            "from inside Check",
+            name));
+      }
       old = std::move(it->second);
       groups_.erase(it);
     }
   }
-  std::vector<TransactionId> carried;
-  if (old != nullptr) carried = StopGroup(*old);
+  if (old != nullptr) StopGroup(*old);  // its queue re-fires via Rescan
 
   auto group = std::make_unique<Group>();
   group->checker = std::move(checker);
   group->policy = policy;
   Group* raw = group.get();
-  absl::MutexLock lock(&mu_);
-  if (stopped_) return absl::UnavailableError("the broker is closing");
-  auto waiting = waiting_.find(name);
-  if (waiting != waiting_.end()) {
-    carried.insert(carried.end(), waiting->second.begin(),
-                   waiting->second.end());
-    waiting_.erase(waiting);
-  }
   {
-    absl::MutexLock group_lock(&raw->mu);
-    raw->queue.assign(carried.begin(), carried.end());
+    absl::MutexLock lock(&mu_);
+    raw->worker = std::thread([this, raw, name] { RunWorker(raw, name); });
+    groups_[name] = std::move(group);
   }
-  raw->worker = std::thread([this, raw, name] { RunWorker(raw, name); });
-  groups_[name] = std::move(group);
+  // Transactions of the group that fell due while it had no checker (or
+  // were queued for the replaced one) are checked now.
+  timers_->Rescan();
   return absl::OkStatus();
 }
 
 absl::Status CheckService::Unregister(std::string_view group_name) {
-  std::unique_ptr<Group> group;
   const std::string name(group_name);
+  absl::MutexLock registration(&registration_mu_);
+  std::unique_ptr<Group> group;
   {
     absl::MutexLock lock(&mu_);
     auto it = groups_.find(name);
@@ -145,13 +172,16 @@ absl::Status CheckService::Unregister(std::string_view group_name) {
       return absl::NotFoundError(absl::StrFormat(
           "producer group '%s' has no registered checker", name));
     }
+    if (it->second->worker.get_id() == std::this_thread::get_id()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "a checker of group '%s' cannot unregister itself from inside "
+          "Check",
+          name));
+    }
     group = std::move(it->second);
     groups_.erase(it);
   }
-  std::vector<TransactionId> left = StopGroup(*group);
-  absl::MutexLock lock(&mu_);
-  auto& waiting = waiting_[name];
-  waiting.insert(waiting.end(), left.begin(), left.end());
+  StopGroup(*group);
   return absl::OkStatus();
 }
 
@@ -159,13 +189,6 @@ CheckPolicy CheckService::PolicyFor(std::string_view group) const {
   absl::MutexLock lock(&mu_);
   auto it = groups_.find(std::string(group));
   return it == groups_.end() ? CheckPolicy() : it->second->policy;
-}
-
-size_t CheckService::waiting() const {
-  absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const auto& [name, ids] : waiting_) n += ids.size();
-  return n;
 }
 
 std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
@@ -177,7 +200,6 @@ std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
     return ids;
   }
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  // group -> due ids
   absl::flat_hash_map<std::string, std::vector<TransactionId>> by_group;
   for (const TransactionId& id : ids) {
     std::string_view value;
@@ -185,8 +207,12 @@ std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
       continue;  // resolved since the timer was armed
     }
     absl::StatusOr<TxnState> state = DecodeTxnState(value);
-    if (!state.ok() || state->exhausted || state->next_check_ms > now_ms) {
-      continue;  // rescheduled: a later timer covers it
+    if (!state.ok() || state->exhausted) continue;
+    if (state->next_check_ms > now_ms) {
+      // Not due by the clock (it stepped back, or the timer is stale):
+      // arm it for its time. Never drop it: nothing else would.
+      timers_->Schedule(kTimerCheckBack, id.bytes(), state->next_check_ms);
+      continue;
     }
     by_group[state->group].push_back(id);
   }
@@ -196,14 +222,12 @@ std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
   absl::MutexLock lock(&mu_);
   for (auto& [name, due] : by_group) {
     auto it = groups_.find(name);
-    if (it == groups_.end()) {
-      auto& waiting = waiting_[name];
-      waiting.insert(waiting.end(), due.begin(), due.end());
-      continue;
-    }
+    if (it == groups_.end()) continue;  // no checker: see the class comment
     Group& group = *it->second;
     absl::MutexLock group_lock(&group.mu);
-    group.queue.insert(group.queue.end(), due.begin(), due.end());
+    for (const TransactionId& id : due) {
+      if (group.queued.insert(id).second) group.queue.push_back(id);
+    }
   }
   return {};
 }
@@ -221,6 +245,7 @@ void CheckService::RunWorker(Group* group, std::string name) {
       if (group->stop) return;
       while (!group->queue.empty() && batch.size() < kCheckBatch) {
         batch.push_back(group->queue.front());
+        group->queued.erase(group->queue.front());
         group->queue.pop_front();
       }
     }
@@ -234,17 +259,22 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
   // Read and copy out, then let the snapshot go before calling the checker
   // (which may be slow, and may call the broker).
   std::vector<ReadHalf> halves;
-  MapGate& gate = env_->gate();
-  while (!gate.TryEnter()) gate.WaitOpen(absl::Now() + absl::Milliseconds(5));
   {
+    MapGate& gate = env_->gate();
+    EnterGate(gate);
     GatePass pass(&gate);
     MDB_txn* txn = nullptr;
     if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) != MDB_SUCCESS) {
-      // Put them back; the next round tries again.
+      // (Reader slots full.) Try again a little later.
+      pass.Release();
+      absl::SleepFor(absl::Milliseconds(10));
       absl::MutexLock lock(&group.mu);
-      group.queue.insert(group.queue.end(), batch.begin(), batch.end());
+      for (const TransactionId& id : batch) {
+        if (group.queued.insert(id).second) group.queue.push_back(id);
+      }
       return;
     }
+    const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
     for (const TransactionId& id : batch) {
       std::string_view state_value, record;
       if (GetRow(txn, txns_->tables().state, IdKey(id), &state_value) !=
@@ -254,7 +284,10 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
         continue;  // resolved meanwhile
       }
       absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
-      if (!state.ok() || state->exhausted || state->group != name) continue;
+      if (!state.ok() || state->exhausted || state->group != name ||
+          state->next_check_ms > now_ms) {
+        continue;  // moved on (checked already, or not due)
+      }
       ReadHalf& half = halves.emplace_back();
       half.id = id;
       half.state = *std::move(state);
@@ -266,7 +299,13 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
   }
 
   std::vector<CheckResultsRequest::Answer> answers;
-  for (ReadHalf& read : halves) {
+  for (size_t i = 0; i < halves.size(); ++i) {
+    {
+      // Stopping (Unregister, shutdown): the check in progress is the last.
+      absl::MutexLock lock(&group.mu);
+      if (group.stop) break;
+    }
+    const ReadHalf& read = halves[i];
     HalfMessage half;
     half.id = read.id;
     half.group = name;
@@ -285,8 +324,8 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
     answers.push_back({read.id, read.state.checks, state});
   }
   if (!answers.empty()) {
-    writer_->Submit(
-        new CheckResultsRequest(txns_, group.policy, std::move(answers)));
+    writer_->Submit(new CheckResultsRequest(txns_, timers_, clock_,
+                                            group.policy, std::move(answers)));
   }
 }
 

@@ -2,14 +2,17 @@
 //
 // Each group with a registered TransactionChecker has a worker thread of its
 // own, so a slow or throwing checker delays only its group. The timer
-// thread routes due transactions to their group (OnDue); a group without a
-// checker keeps its due transactions waiting, uncounted, until one
-// registers. A worker reads the half message (a short read transaction,
-// copied out), calls the checker holding no broker lock, and sends the
-// answers to the writer in one request.
+// thread routes due transactions to their group (OnDue). A due transaction
+// of a group without a checker is not checked and costs no memory: its
+// timer row stays on disk, and when a checker registers the timer service
+// reads the past-due rows again (Rescan). A worker reads the half message (a
+// short read transaction, copied out), calls the checker holding no broker
+// lock, and sends the answers to the writer in one request. An answer the
+// writer cannot take (the batch failed) re-arms its timer.
 //
-// Thread-safe. Register/Unregister from any thread (Unregister waits for a
-// check in progress). OnDue from the timer thread.
+// Thread-safe. Register/Unregister from any thread except a checker of the
+// same group (they wait for the check in progress). OnDue from the timer
+// thread.
 
 #ifndef TXMQ_LIB_TXN_CHECK_SERVICE_H_
 #define TXMQ_LIB_TXN_CHECK_SERVICE_H_
@@ -23,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/env.h"
 #include "txmq/clock.h"
@@ -35,7 +39,7 @@ namespace txmq {
 class CheckService {
  public:
   // All pointers outlive the service.
-  CheckService(Env* env, TxnWriter* txns, Writer* writer,
+  CheckService(Env* env, TxnWriter* txns, Writer* writer, TimerSink* timers,
                std::shared_ptr<Clock> clock);
   ~CheckService();  // Stop()
   CheckService(const CheckService&) = delete;
@@ -56,8 +60,6 @@ class CheckService {
   std::vector<TransactionId> OnDue(std::vector<TransactionId> ids);
 
   uint64_t checks() const { return checks_.load(std::memory_order_relaxed); }
-  // Due transactions held for groups without a checker.
-  size_t waiting() const;
 
  private:
   struct Group {
@@ -65,13 +67,14 @@ class CheckService {
     CheckPolicy policy;
     absl::Mutex mu;
     std::deque<TransactionId> queue ABSL_GUARDED_BY(mu);
+    absl::flat_hash_set<TransactionId> queued ABSL_GUARDED_BY(mu);
     bool stop ABSL_GUARDED_BY(mu) = false;
     std::thread worker;
   };
 
   void RunWorker(Group* group, std::string name);
-  // Stops and joins `group`'s worker; returns what it had not checked.
-  std::vector<TransactionId> StopGroup(Group& group);
+  // Stops and joins `group`'s worker (after the check in progress).
+  void StopGroup(Group& group);
   // Checks up to a batch of `group`'s due transactions.
   void CheckBatch(Group& group, const std::string& name,
                   std::vector<TransactionId>& batch);
@@ -79,12 +82,14 @@ class CheckService {
   Env* const env_;
   TxnWriter* const txns_;
   Writer* const writer_;
+  TimerSink* const timers_;
   const std::shared_ptr<Clock> clock_;
 
-  mutable absl::Mutex mu_;
+  // Serializes Register, Unregister and Stop (each may wait for a worker).
+  // Never taken by workers or the timer thread.
+  absl::Mutex registration_mu_;
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(registration_mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::vector<TransactionId>> waiting_
       ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> checks_{0};

@@ -11,9 +11,10 @@
 //   timer        i64be due_ms | u8 kind | 16-byte id -> (empty)
 //
 // txid is the 16-byte TransactionId, so every table is ordered by begin
-// time. A pending, non-exhausted transaction has exactly one timer row, at
-// its next_check_ms; an exhausted one has none; a resolved one has an
-// outcome row (pruned after Options::outcome_retention) and nothing else.
+// time. A pending, non-exhausted transaction has exactly one check-back
+// timer row, at its next_check_ms; an exhausted one has none; a resolved
+// one has an outcome row and one outcome-expiry timer row at resolution +
+// Options::outcome_retention, which deletes both when it fires.
 // These functions keep that invariant within one write transaction.
 //
 // Thread rules: functions taking a write transaction run on the writer
@@ -35,7 +36,9 @@
 
 namespace txmq {
 
-inline constexpr uint8_t kTimerCheckBack = 1;
+// Timer kinds (the timer table's kind byte).
+inline constexpr uint8_t kTimerCheckBack = 1;      // the next check of a txid
+inline constexpr uint8_t kTimerOutcomeExpiry = 2;  // forget a txid's outcome
 
 struct TxnTables {
   MDB_dbi half = 0;

@@ -37,8 +37,12 @@ absl::Duration CheckBackoff(const CheckPolicy& policy, uint32_t checks) {
 }
 
 TxnWriter::TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
-                     uint32_t run)
-    : tables_(tables), topics_(topics), timers_(timers), run_(run) {}
+                     uint32_t run, absl::Duration outcome_retention)
+    : tables_(tables),
+      topics_(topics),
+      timers_(timers),
+      run_(run),
+      retention_ms_(absl::ToInt64Milliseconds(outcome_retention)) {}
 
 absl::Status TxnWriter::LoadCounts(MDB_txn* txn) {
   MDB_cursor* cursor = nullptr;
@@ -99,7 +103,7 @@ absl::StatusOr<TransactionId> TxnWriter::ApplyBegin(WriteContext& ctx,
   last_begin_ms_ = begin_ms;
   ctx.AfterCommit([this, id, first_check_ms] {
     pending_.fetch_add(1, std::memory_order_relaxed);
-    timers_->ScheduleCheck(id, first_check_ms);
+    timers_->Schedule(kTimerCheckBack, id.bytes(), first_check_ms);
   });
   return id;
 }
@@ -116,6 +120,7 @@ absl::StatusOr<TxnOutcome> TxnWriter::Resolved(WriteContext& ctx,
 absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
                                const TxnState& state,
                                const TxnOutcome& outcome) {
+  const int64_t expires_ms = outcome.resolved_ms + retention_ms_;
   int rc = DeleteRow(ctx.txn(), tables_.half, IdKey(id));
   if (rc == MDB_SUCCESS) rc = DeleteRow(ctx.txn(), tables_.state, IdKey(id));
   if (rc == MDB_SUCCESS && !state.exhausted) {
@@ -127,12 +132,17 @@ absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
     rc = PutRow(ctx.txn(), tables_.outcome, IdKey(id),
                 EncodeTxnOutcome(outcome));
   }
+  if (rc == MDB_SUCCESS) {
+    rc = PutRow(ctx.txn(), tables_.timer,
+                TimerKey(expires_ms, kTimerOutcomeExpiry, id.bytes()), "");
+  }
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot resolve a transaction");
   const bool exhausted = state.exhausted;
-  ctx.AfterCommit([this, id, exhausted] {
+  ctx.AfterCommit([this, id, exhausted, expires_ms] {
     pending_.fetch_sub(1, std::memory_order_relaxed);
     if (exhausted) exhausted_.fetch_sub(1, std::memory_order_relaxed);
-    timers_->CancelCheck(id);
+    timers_->Cancel(kTimerCheckBack, id.bytes());
+    timers_->Schedule(kTimerOutcomeExpiry, id.bytes(), expires_ms);
   });
   return absl::OkStatus();
 }
@@ -232,15 +242,14 @@ absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
   if (state->exhausted || state->checks != checks) {
     return absl::OkStatus();  // a stale answer
   }
-  switch (answer) {
-    case TransactionState::kCommit: {
-      absl::StatusOr<SendResult> sent = ApplyCommit(ctx, id);
-      return sent.ok() ? absl::OkStatus() : sent.status();
-    }
-    case TransactionState::kRollback:
-      return ApplyRollback(ctx, id);
-    case TransactionState::kUnknown:
-      break;
+  if (answer != TransactionState::kUnknown) {
+    absl::Status applied = answer == TransactionState::kCommit
+                               ? ApplyCommit(ctx, id).status()
+                               : ApplyRollback(ctx, id);
+    // Applied, or the batch failed: done. An answer refused for a reason of
+    // its own (a deleted topic) wrote nothing; count it as unknown below, so
+    // the transaction keeps being checked and ends in the hold.
+    if (applied.ok() || ctx.failed()) return applied;
   }
   TxnState next = *state;
   next.checks = checks + 1;
@@ -265,44 +274,26 @@ absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
   ctx.AfterCommit([this, id, next] {
     if (next.exhausted) {
       exhausted_.fetch_add(1, std::memory_order_relaxed);
-      timers_->CancelCheck(id);
+      timers_->Cancel(kTimerCheckBack, id.bytes());
     } else {
-      timers_->ScheduleCheck(id, next.next_check_ms);
+      timers_->Schedule(kTimerCheckBack, id.bytes(), next.next_check_ms);
     }
   });
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> TxnWriter::ApplyPruneOutcomes(WriteContext& ctx,
-                                                     int64_t cutoff_ms,
-                                                     size_t max) {
-  MDB_cursor* cursor = nullptr;
-  if (int rc = mdb_cursor_open(ctx.txn(), tables_.outcome, &cursor);
-      rc != MDB_SUCCESS) {
-    return ctx.Fail(rc, "cannot prune transaction outcomes");
+absl::Status TxnWriter::ApplyExpireOutcome(WriteContext& ctx,
+                                           const TransactionId& id,
+                                           int64_t due_ms) {
+  int rc = DeleteRow(ctx.txn(), tables_.outcome, IdKey(id));
+  if (rc == MDB_SUCCESS || rc == MDB_NOTFOUND) {
+    rc = DeleteRow(ctx.txn(), tables_.timer,
+                   TimerKey(due_ms, kTimerOutcomeExpiry, id.bytes()));
   }
-  std::vector<std::string> doomed;
-  MDB_val k, v;
-  int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
-  for (; rc == MDB_SUCCESS && doomed.size() < max;
-       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    if (k.mv_size != TransactionId::kSize ||
-        static_cast<int64_t>(GetBigEndian(static_cast<char*>(k.mv_data), 6)) >=
-            cutoff_ms) {
-      break;  // ids sort by begin time: the rest are younger
-    }
-    doomed.emplace_back(static_cast<char*>(k.mv_data), k.mv_size);
-  }
-  mdb_cursor_close(cursor);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    return ctx.Fail(rc, "cannot prune transaction outcomes");
+    return ctx.Fail(rc, "cannot expire a transaction outcome");
   }
-  for (const std::string& key : doomed) {
-    if (rc = DeleteRow(ctx.txn(), tables_.outcome, key); rc != MDB_SUCCESS) {
-      return ctx.Fail(rc, "cannot prune transaction outcomes");
-    }
-  }
-  return doomed.size();
+  return absl::OkStatus();
 }
 
 }  // namespace txmq

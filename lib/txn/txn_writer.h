@@ -27,20 +27,26 @@
 
 namespace txmq {
 
-// Where the writer sends timer changes, after commit. Thread-safe.
+// Where the writer (and the check service) send timer changes, after the
+// change is committed to the timer table. At most one timer per (kind, id):
+// scheduling again moves it. Thread-safe.
 class TimerSink {
  public:
   virtual ~TimerSink() = default;
-  virtual void ScheduleCheck(const TransactionId& id, int64_t due_ms) = 0;
-  virtual void CancelCheck(const TransactionId& id) = 0;
+  virtual void Schedule(uint8_t kind, const std::array<uint8_t, 16>& id,
+                        int64_t due_ms) = 0;
+  virtual void Cancel(uint8_t kind, const std::array<uint8_t, 16>& id) = 0;
+  // Fire every past-due timer again (see TimerService::Rescan).
+  virtual void Rescan() = 0;
 };
 
 class TxnWriter {
  public:
-  // `run` distinguishes this broker run in new transaction ids. All
-  // pointers outlive the TxnWriter.
+  // `run` distinguishes this broker run in new transaction ids; outcomes are
+  // kept `outcome_retention` after resolution. All pointers outlive the
+  // TxnWriter.
   TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
-            uint32_t run);
+            uint32_t run, absl::Duration outcome_retention);
 
   // Counts pending and exhausted transactions. Call once at open.
   absl::Status LoadCounts(MDB_txn* txn);
@@ -63,15 +69,17 @@ class TxnWriter {
   // A checker's answer for `id`, which had `checks` unknown answers when it
   // was read. Ignored when the transaction moved on meanwhile (resolved,
   // exhausted, or checked again). kUnknown counts a check and schedules the
-  // next one, or moves the transaction to the exhausted hold.
+  // next one, or moves the transaction to the exhausted hold; so does an
+  // answer that cannot be applied (a commit into a deleted topic), so that
+  // no transaction is left unchecked.
   absl::Status ApplyCheckResult(WriteContext& ctx, const TransactionId& id,
                                 uint32_t checks, TransactionState state,
                                 const CheckPolicy& policy);
 
-  // Deletes up to `max` outcome rows of transactions begun before
-  // `cutoff_ms`. Returns how many.
-  absl::StatusOr<size_t> ApplyPruneOutcomes(WriteContext& ctx,
-                                            int64_t cutoff_ms, size_t max);
+  // Forgets the outcome of `id` whose retention timer (due at `due_ms`)
+  // fired.
+  absl::Status ApplyExpireOutcome(WriteContext& ctx, const TransactionId& id,
+                                  int64_t due_ms);
 
   uint64_t pending() const { return pending_.load(std::memory_order_relaxed); }
   uint64_t exhausted() const {
@@ -92,6 +100,7 @@ class TxnWriter {
   TopicRegistry* const topics_;
   TimerSink* const timers_;
   const uint32_t run_;
+  const int64_t retention_ms_;
   uint64_t sequence_ = 0;
   int64_t last_begin_ms_ = 0;
   std::atomic<uint64_t> pending_{0};

@@ -379,6 +379,120 @@ TEST_F(TransactionTest, BeginIsDurableInAsyncModeToo) {
   // (The kill -9 tests in tests/crash prove the durability.)
 }
 
+TEST_F(TransactionTest, AnAnswerThatCannotApplyCountsAsUnknown) {
+  // The checker says commit, but the topic is gone: the transaction must
+  // not be left unchecked; it is counted, backs off and ends in the hold.
+  CheckPolicy policy;
+  policy.max_checks = 2;
+  auto checker = Register(
+      [](const HalfMessage&) { return TransactionState::kCommit; }, policy);
+  auto txn = producer_->Begin({.topic = "orders", .body = "x"});
+  TXMQ_ASSERT_OK(broker_->DeleteTopic("orders"));
+  clock_->Advance(absl::Seconds(6));
+  ASSERT_TRUE(Eventually([&] { return ChecksOf((*txn)->id()) == 1; }));
+  clock_->Advance(absl::Seconds(5));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().exhausted_transactions == 1; }));
+  EXPECT_EQ(checker->calls.load(), 2);
+  TXMQ_EXPECT_OK(broker_->RollbackTransaction((*txn)->id()));
+}
+
+TEST_F(TransactionTest, AClockThatStepsBackLosesNoCheck) {
+  auto checker =
+      Register([](const HalfMessage&) { return TransactionState::kCommit; });
+  clock_->Advance(-absl::Minutes(1));  // e.g. an NTP step
+  TXMQ_ASSERT_OK(producer_->Begin({.topic = "orders", .body = "x"},
+                                  {.first_check = absl::Seconds(1)}));
+  clock_->Advance(absl::Minutes(30));
+  ASSERT_TRUE(Eventually([&] { return checker->calls.load() == 1; }));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().pending_transactions == 0; }));
+}
+
+TEST_F(TransactionTest, OutcomesAreKeptForTheRetentionAfterResolution) {
+  auto txn = producer_->Begin({.topic = "orders", .body = "x"});
+  clock_->Advance(absl::Hours(73));  // resolved long after it began
+  TXMQ_ASSERT_OK((*txn)->Rollback());
+  clock_->Advance(absl::Seconds(30));
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ((*txn)->Commit().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Also across a restart; then forgotten once the retention runs out.
+  const TransactionId id = (*txn)->id();
+  txn->reset();
+  Open();
+  EXPECT_EQ(broker_->CommitTransaction(id).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  clock_->Advance(absl::Hours(72));
+  ASSERT_TRUE(Eventually([&] {
+    return broker_->CommitTransaction(id).status().code() ==
+           absl::StatusCode::kNotFound;
+  }));
+}
+
+TEST_F(TransactionTest, ConcurrentRegistrationsOfOneGroupAreSafe) {
+  auto checker = std::make_shared<FnChecker>(
+      [](const HalfMessage&) { return TransactionState::kCommit; });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        EXPECT_TRUE(broker_->RegisterChecker("order-service", checker).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  TXMQ_ASSERT_OK(producer_->Begin({.topic = "orders", .body = "x"}));
+  clock_->Advance(absl::Seconds(6));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().pending_transactions == 0; }));
+}
+
+TEST_F(TransactionTest, ACheckerCannotUnregisterItsOwnGroup) {
+  std::atomic<int> code{-1};
+  Register([&](const HalfMessage&) {
+    code.store(
+        static_cast<int>(broker_->UnregisterChecker("order-service").code()));
+    return TransactionState::kCommit;
+  });
+  TXMQ_ASSERT_OK(producer_->Begin({.topic = "orders", .body = "x"}));
+  clock_->Advance(absl::Seconds(6));
+  ASSERT_TRUE(Eventually([&] { return code.load() != -1; }));
+  EXPECT_EQ(code.load(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().pending_transactions == 0; }));
+}
+
+TEST_F(TransactionTest, UnregisterStopsAfterTheCheckInProgress) {
+  std::atomic<bool> release{false};
+  auto slow = Register([&](const HalfMessage&) {
+    while (!release.load()) absl::SleepFor(absl::Milliseconds(1));
+    return TransactionState::kUnknown;
+  });
+  for (int i = 0; i < 20; ++i) {
+    TXMQ_ASSERT_OK(producer_->Begin({.topic = "orders", .body = "x"}));
+  }
+  clock_->Advance(absl::Seconds(6));
+  ASSERT_TRUE(Eventually([&] { return slow->calls.load() == 1; }));
+  std::thread unregister(
+      [&] { EXPECT_TRUE(broker_->UnregisterChecker("order-service").ok()); });
+  absl::SleepFor(absl::Milliseconds(20));
+  release.store(true);
+  unregister.join();
+  EXPECT_EQ(slow->calls.load(), 1);  // not the rest of its batch
+  // The other 19 are still due; a new checker gets them at once (the one
+  // answered unknown is due again in 5 s).
+  auto fast =
+      Register([](const HalfMessage&) { return TransactionState::kCommit; });
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().pending_transactions <= 1; }));
+  EXPECT_GE(fast->calls.load(), 19);
+  clock_->Advance(absl::Seconds(5));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->Stats().pending_transactions == 0; }));
+}
+
 TEST_F(TransactionTest, PolicyAndIdErrors) {
   auto checker = std::make_shared<FnChecker>(
       [](const HalfMessage&) { return TransactionState::kCommit; });
@@ -393,6 +507,12 @@ TEST_F(TransactionTest, PolicyAndIdErrors) {
   EXPECT_EQ(broker_->UnregisterChecker("never").code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(TransactionId::Parse("xyz").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(producer_
+                ->Begin({.topic = "orders"},
+                        {.first_check = absl::InfiniteDuration()})
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
   TXMQ_ASSERT_OK(broker_->RegisterChecker("g", checker));
   TXMQ_EXPECT_OK(broker_->UnregisterChecker("g"));
