@@ -154,15 +154,16 @@ absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
     return LmdbStatus(rc, "cannot read pending transactions");
   }
   MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(txn, core.env->half_state_table(), &cursor);
+  int rc = mdb_cursor_open(txn, core.env->half_table(), &cursor);
   std::vector<HalfMessageInfo> out;
   MDB_val k, v;
   if (rc == MDB_SUCCESS) rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
   for (; rc == MDB_SUCCESS && out.size() < limit;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    absl::StatusOr<TxnState> state = DecodeTxnState(
+    absl::StatusOr<HalfRow> half = DecodeHalf(
         std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
-    if (!state.ok() || k.mv_size != TransactionId::kSize) continue;
+    if (!half.ok() || k.mv_size != TransactionId::kSize) continue;
+    const TxnState* state = &half->state;
     if (!group.empty() && state->group != group) continue;
     if (exhausted_only && !state->exhausted) continue;
     std::array<uint8_t, TransactionId::kSize> id;
@@ -176,9 +177,8 @@ absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
     info.next_check = state->exhausted
                           ? absl::InfiniteFuture()
                           : absl::FromUnixMillis(state->next_check_ms);
-    std::string_view record;
-    if (GetRow(txn, core.env->half_table(), IdKey(info.id), &record) ==
-        MDB_SUCCESS) {
+    const std::string_view record = half->record;
+    {
       std::vector<uint64_t> words((record.size() + 7) / 8);
       std::memcpy(words.data(), record.data(), record.size());
       absl::StatusOr<MessageView> view =
@@ -251,7 +251,6 @@ class BrokerImpl final : public Broker {
           return DispatchDue(core, std::move(due));
         });
     const TxnTables tables{.half = core_.env->half_table(),
-                           .state = core_.env->half_state_table(),
                            .outcome = core_.env->outcome_table(),
                            .timer = core_.env->timer_table()};
     core_.txns = std::make_unique<TxnWriter>(tables, core_.topics.get(),

@@ -273,9 +273,6 @@ absl::Status Env::CheckFormat(bool* fresh) {
   rc = mdb_dbi_open(txn, "cursor", MDB_CREATE, &cursor_);
   if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "half", MDB_CREATE, &half_);
   if (rc == MDB_SUCCESS) {
-    rc = mdb_dbi_open(txn, "half_state", MDB_CREATE, &half_state_);
-  }
-  if (rc == MDB_SUCCESS) {
     rc = mdb_dbi_open(txn, "txn_outcome", MDB_CREATE, &outcome_);
   }
   if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "timer", MDB_CREATE, &timer_);

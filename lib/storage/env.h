@@ -74,7 +74,6 @@ class Env {
   MDB_dbi cursor_table() const { return cursor_; }
   // The transaction tables (txn/txn_store.h).
   MDB_dbi half_table() const { return half_; }
-  MDB_dbi half_state_table() const { return half_state_; }
   MDB_dbi outcome_table() const { return outcome_; }
   MDB_dbi timer_table() const { return timer_; }
 
@@ -120,7 +119,6 @@ class Env {
   MDB_dbi meta_ = 0;
   MDB_dbi cursor_ = 0;
   MDB_dbi half_ = 0;
-  MDB_dbi half_state_ = 0;
   MDB_dbi outcome_ = 0;
   MDB_dbi timer_ = 0;
   int lock_fd_ = -1;

@@ -203,11 +203,12 @@ std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
   absl::flat_hash_map<std::string, std::vector<TransactionId>> by_group;
   for (const TransactionId& id : ids) {
     std::string_view value;
-    if (GetRow(txn, txns_->tables().state, IdKey(id), &value) != MDB_SUCCESS) {
+    if (GetRow(txn, txns_->tables().half, IdKey(id), &value) != MDB_SUCCESS) {
       continue;  // resolved since the timer was armed
     }
-    absl::StatusOr<TxnState> state = DecodeTxnState(value);
-    if (!state.ok() || state->exhausted) continue;
+    absl::StatusOr<HalfRow> half = DecodeHalf(value);
+    if (!half.ok() || half->state.exhausted) continue;
+    const TxnState* state = &half->state;
     if (state->next_check_ms > now_ms) {
       // Not due by the clock (it stepped back, or the timer is stale):
       // arm it for its time. Never drop it: nothing else would.
@@ -276,21 +277,19 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
     }
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
     for (const TransactionId& id : batch) {
-      std::string_view state_value, record;
-      if (GetRow(txn, txns_->tables().state, IdKey(id), &state_value) !=
-              MDB_SUCCESS ||
-          GetRow(txn, txns_->tables().half, IdKey(id), &record) !=
-              MDB_SUCCESS) {
+      std::string_view value;
+      if (GetRow(txn, txns_->tables().half, IdKey(id), &value) != MDB_SUCCESS) {
         continue;  // resolved meanwhile
       }
-      absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
-      if (!state.ok() || state->exhausted || state->group != name ||
-          state->next_check_ms > now_ms) {
+      absl::StatusOr<HalfRow> row = DecodeHalf(value);
+      if (!row.ok() || row->state.exhausted || row->state.group != name ||
+          row->state.next_check_ms > now_ms) {
         continue;  // moved on (checked already, or not due)
       }
+      const std::string_view record = row->record;
       ReadHalf& half = halves.emplace_back();
       half.id = id;
-      half.state = *std::move(state);
+      half.state = std::move(row->state);
       half.record.resize((record.size() + 7) / 8);
       std::memcpy(half.record.data(), record.data(), record.size());
       half.record_size = record.size();

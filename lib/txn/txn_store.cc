@@ -26,29 +26,32 @@ absl::Status Damaged(std::string_view what) {
 
 }  // namespace
 
-std::string EncodeTxnState(const TxnState& state) {
+std::string EncodeHalf(const TxnState& state, std::string_view record) {
   std::string out;
-  out.reserve(kStateFixed + state.group.size());
+  out.reserve(kStateFixed + state.group.size() + record.size());
   AppendBigEndian(state.checks, 4, &out);
   out.push_back(state.exhausted ? 1 : 0);
   AppendBigEndian(static_cast<uint64_t>(state.next_check_ms), 8, &out);
   AppendBigEndian(static_cast<uint64_t>(state.begin_ms), 8, &out);
   AppendBigEndian(state.group.size(), 2, &out);
   out.append(state.group);
+  out.append(record);
   return out;
 }
 
-absl::StatusOr<TxnState> DecodeTxnState(std::string_view v) {
-  if (v.size() < kStateFixed) return Damaged("half_state");
-  TxnState state;
+absl::StatusOr<HalfRow> DecodeHalf(std::string_view v) {
+  if (v.size() < kStateFixed) return Damaged("half");
+  HalfRow row;
+  TxnState& state = row.state;
   state.checks = static_cast<uint32_t>(GetBigEndian(v.data(), 4));
   state.exhausted = (v[4] & 1) != 0;
   state.next_check_ms = static_cast<int64_t>(GetBigEndian(v.data() + 5, 8));
   state.begin_ms = static_cast<int64_t>(GetBigEndian(v.data() + 13, 8));
   const size_t group = GetBigEndian(v.data() + 21, 2);
-  if (v.size() != kStateFixed + group) return Damaged("half_state");
+  if (v.size() < kStateFixed + group) return Damaged("half");
   state.group.assign(v.data() + kStateFixed, group);
-  return state;
+  row.record = v.substr(kStateFixed + group);
+  return row;
 }
 
 std::string EncodeTxnOutcome(const TxnOutcome& outcome) {

@@ -1,10 +1,11 @@
 // The transaction tables of a data directory (docs/format.md):
 //
-//   half         txid -> MessageRecord (flat Cap'n Proto; the queue is set,
-//                        id, offset and store time are not yet)
-//   half_state   txid -> u32be checks | u8 flags | i64be next_check_ms |
-//                        i64be begin_ms | u16be group length | group
-//                        (flags bit 0: in the check-exhausted hold)
+//   half         txid -> state | MessageRecord, where
+//                        state = u32be checks | u8 flags | i64be next_check_ms
+//                                | i64be begin_ms | u16be group length | group
+//                        (flags bit 0: in the check-exhausted hold), and the
+//                        record is flat Cap'n Proto with the queue set (id,
+//                        offset and store time are assigned on commit)
 //   txn_outcome  txid -> u8 outcome (1 commit, 2 rollback) |
 //                        i64be resolved_ms | on commit: 16-byte message id |
 //                        u32be queue | u64be offset
@@ -42,7 +43,6 @@ inline constexpr uint8_t kTimerOutcomeExpiry = 2;  // forget a txid's outcome
 
 struct TxnTables {
   MDB_dbi half = 0;
-  MDB_dbi state = 0;
   MDB_dbi outcome = 0;
   MDB_dbi timer = 0;
 };
@@ -66,8 +66,13 @@ struct TxnOutcome {
   uint64_t offset = 0;
 };
 
-std::string EncodeTxnState(const TxnState& state);
-absl::StatusOr<TxnState> DecodeTxnState(std::string_view value);
+// A half row: the state, then the stored message record.
+std::string EncodeHalf(const TxnState& state, std::string_view record);
+struct HalfRow {
+  TxnState state;
+  std::string_view record;  // points into the decoded value (unaligned)
+};
+absl::StatusOr<HalfRow> DecodeHalf(std::string_view value);
 std::string EncodeTxnOutcome(const TxnOutcome& outcome);
 absl::StatusOr<TxnOutcome> DecodeTxnOutcome(std::string_view value);
 

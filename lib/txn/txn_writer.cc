@@ -46,7 +46,7 @@ TxnWriter::TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
 
 absl::Status TxnWriter::LoadCounts(MDB_txn* txn) {
   MDB_cursor* cursor = nullptr;
-  if (int rc = mdb_cursor_open(txn, tables_.state, &cursor);
+  if (int rc = mdb_cursor_open(txn, tables_.half, &cursor);
       rc != MDB_SUCCESS) {
     return LmdbStatus(rc, "cannot read pending transactions");
   }
@@ -88,11 +88,8 @@ absl::StatusOr<TransactionId> TxnWriter::ApplyBegin(WriteContext& ctx,
   state.next_check_ms = first_check_ms;
   state.begin_ms = ctx.now_ms();
   state.group = group;
-  const std::string message = record.Serialize();
-  int rc = PutRow(ctx.txn(), tables_.half, IdKey(id), message);
-  if (rc == MDB_SUCCESS) {
-    rc = PutRow(ctx.txn(), tables_.state, IdKey(id), EncodeTxnState(state));
-  }
+  int rc = PutRow(ctx.txn(), tables_.half, IdKey(id),
+                  EncodeHalf(state, record.Serialize()));
   if (rc == MDB_SUCCESS) {
     rc = PutRow(ctx.txn(), tables_.timer,
                 TimerKey(first_check_ms, kTimerCheckBack, id.bytes()), "");
@@ -122,7 +119,6 @@ absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
                                const TxnOutcome& outcome) {
   const int64_t expires_ms = outcome.resolved_ms + retention_ms_;
   int rc = DeleteRow(ctx.txn(), tables_.half, IdKey(id));
-  if (rc == MDB_SUCCESS) rc = DeleteRow(ctx.txn(), tables_.state, IdKey(id));
   if (rc == MDB_SUCCESS && !state.exhausted) {
     rc = DeleteRow(ctx.txn(), tables_.timer,
                    TimerKey(state.next_check_ms, kTimerCheckBack, id.bytes()));
@@ -149,8 +145,8 @@ absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
 
 absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
                                                   const TransactionId& id) {
-  std::string_view state_value;
-  int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  std::string_view value;
+  int rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
   if (rc == MDB_NOTFOUND) {
     absl::StatusOr<TxnOutcome> outcome = Resolved(ctx, id);
     if (!outcome.ok()) return outcome.status();
@@ -166,25 +162,15 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
                           outcome->message_id.store_time_ms())};
   }
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
-  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
-  if (!state.ok()) return state.status();
-
-  std::string_view stored;
-  rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &stored);
-  if (rc != MDB_SUCCESS) {
-    return rc == MDB_NOTFOUND
-               ? absl::DataLossError(absl::StrFormat(
-                     "transaction %s has no half message; the data "
-                     "directory needs repair",
-                     id.ToString()))
-               : ctx.Fail(rc, "cannot read a half message");
-  }
+  absl::StatusOr<HalfRow> half = DecodeHalf(value);
+  if (!half.ok()) return half.status();
   // The stored record names its topic and queue.
-  const std::vector<uint64_t> aligned = AlignedCopy(stored);
+  const std::vector<uint64_t> aligned = AlignedCopy(half->record);
   absl::StatusOr<MessageView> view = MessageView::FromRecord(std::string_view(
-      reinterpret_cast<const char*>(aligned.data()), stored.size()));
+      reinterpret_cast<const char*>(aligned.data()), half->record.size()));
   if (!view.ok()) return view.status();
-  absl::StatusOr<PendingRecord> record = PendingRecord::FromStored(stored);
+  absl::StatusOr<PendingRecord> record =
+      PendingRecord::FromStored(half->record);
   if (!record.ok()) return record.status();
   std::shared_ptr<Topic> topic = topics_->Find(view->topic());
   if (topic == nullptr) {
@@ -194,6 +180,7 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
         id.ToString(), std::string(view->topic())));
   }
   const uint32_t queue = std::min(view->queue(), topic->queue_count() - 1);
+  const TxnState state = half->state;  // `value` dies with the next write
   absl::StatusOr<SendResult> sent = AppendToQueue(ctx, *topic, queue, *record);
   if (!sent.ok()) return sent.status();
   TxnOutcome outcome{.kind = TxnOutcomeKind::kCommitted,
@@ -201,14 +188,14 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
                      .message_id = sent->id,
                      .queue = sent->queue,
                      .offset = sent->offset};
-  if (absl::Status s = Finish(ctx, id, *state, outcome); !s.ok()) return s;
+  if (absl::Status s = Finish(ctx, id, state, outcome); !s.ok()) return s;
   return sent;
 }
 
 absl::Status TxnWriter::ApplyRollback(WriteContext& ctx,
                                       const TransactionId& id) {
-  std::string_view state_value;
-  const int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  std::string_view value;
+  const int rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
   if (rc == MDB_NOTFOUND) {
     absl::StatusOr<TxnOutcome> outcome = Resolved(ctx, id);
     if (!outcome.ok()) return outcome.status();
@@ -221,9 +208,9 @@ absl::Status TxnWriter::ApplyRollback(WriteContext& ctx,
     return absl::OkStatus();
   }
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
-  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
-  if (!state.ok()) return state.status();
-  return Finish(ctx, id, *state,
+  absl::StatusOr<HalfRow> half = DecodeHalf(value);
+  if (!half.ok()) return half.status();
+  return Finish(ctx, id, half->state,
                 TxnOutcome{.kind = TxnOutcomeKind::kRolledBack,
                            .resolved_ms = ctx.now_ms()});
 }
@@ -233,12 +220,13 @@ absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
                                          uint32_t checks,
                                          TransactionState answer,
                                          const CheckPolicy& policy) {
-  std::string_view state_value;
-  int rc = GetRow(ctx.txn(), tables_.state, IdKey(id), &state_value);
+  std::string_view value;
+  int rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
   if (rc == MDB_NOTFOUND) return absl::OkStatus();  // resolved meanwhile
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot read a transaction");
-  absl::StatusOr<TxnState> state = DecodeTxnState(state_value);
-  if (!state.ok()) return state.status();
+  absl::StatusOr<HalfRow> half = DecodeHalf(value);
+  if (!half.ok()) return half.status();
+  const TxnState* state = &half->state;
   if (state->exhausted || state->checks != checks) {
     return absl::OkStatus();  // a stale answer
   }
@@ -251,6 +239,15 @@ absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
     // the transaction keeps being checked and ends in the hold.
     if (applied.ok() || ctx.failed()) return applied;
   }
+  // Re-read after a refused commit (its writes may have moved the value).
+  if (int again = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
+      again != MDB_SUCCESS) {
+    return ctx.Fail(again, "cannot read a transaction");
+  }
+  half = DecodeHalf(value);
+  if (!half.ok()) return half.status();
+  state = &half->state;
+  const std::string record(half->record);
   TxnState next = *state;
   next.checks = checks + 1;
   rc = DeleteRow(ctx.txn(), tables_.timer,
@@ -268,7 +265,7 @@ absl::Status TxnWriter::ApplyCheckResult(WriteContext& ctx,
     }
   }
   if (rc == MDB_SUCCESS) {
-    rc = PutRow(ctx.txn(), tables_.state, IdKey(id), EncodeTxnState(next));
+    rc = PutRow(ctx.txn(), tables_.half, IdKey(id), EncodeHalf(next, record));
   }
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot record a check-back");
   ctx.AfterCommit([this, id, next] {
