@@ -88,7 +88,9 @@ void ExpireOutcomes(BrokerCore* core, std::vector<Timer> expired) {
   class Expire final : public WriteRequest {
    public:
     Expire(BrokerCore* core, std::vector<Timer> expired)
-        : core_(core), expired_(std::move(expired)) {}
+        : core_(core), expired_(std::move(expired)) {
+      lazy = true;  // a lost expiry fires again after a restart
+    }
     absl::Status Apply(WriteContext& ctx) override {
       for (const Timer& t : expired_) {
         absl::Status s = core_->txns->ApplyExpireOutcome(

@@ -31,23 +31,69 @@ absl::StatusOr<TransactionId> BeginThroughWriter(BrokerCore* core,
   return id;
 }
 
+namespace {
+
+// A commit or rollback: acknowledged as soon as its batch applied, before
+// the commit's flushes (include/txmq/transaction.h). Heap-allocated and
+// owned by the writer until Complete, because a batch that must be applied
+// again (the map grew) applies it again after the caller has its answer.
+class ResolveRequest final : public WriteRequest {
+ public:
+  struct Shared {
+    Outcome outcome;
+    SendResult result;
+  };
+  ResolveRequest(TxnWriter* txns, TransactionId id, bool commit,
+                 std::shared_ptr<Shared> shared)
+      : txns_(txns), id_(id), commit_(commit), shared_(std::move(shared)) {
+    early_ack = true;
+  }
+
+  absl::Status Apply(WriteContext& ctx) override {
+    if (!commit_) return txns_->ApplyRollback(ctx, id_);
+    absl::StatusOr<SendResult> sent = txns_->ApplyCommit(ctx, id_);
+    if (!sent.ok()) return sent.status();
+    result_ = *sent;
+    return absl::OkStatus();
+  }
+  void Acknowledge(absl::Status status) override { Report(std::move(status)); }
+  void Complete(absl::Status status) override {
+    Report(std::move(status));
+    delete this;
+  }
+
+ private:
+  void Report(absl::Status status) {
+    if (reported_) return;
+    reported_ = true;
+    shared_->result = result_;
+    shared_->outcome.Set(std::move(status));
+  }
+
+  TxnWriter* const txns_;
+  const TransactionId id_;
+  const bool commit_;
+  const std::shared_ptr<Shared> shared_;
+  SendResult result_;
+  bool reported_ = false;
+};
+
+}  // namespace
+
 absl::StatusOr<SendResult> CommitThroughWriter(BrokerCore* core,
                                                const TransactionId& id) {
-  SendResult result;
-  absl::Status s = RunWrite(*core->writer, [&](WriteContext& ctx) {
-    absl::StatusOr<SendResult> sent = core->txns->ApplyCommit(ctx, id);
-    if (!sent.ok()) return sent.status();
-    result = *sent;
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return result;
+  auto shared = std::make_shared<ResolveRequest::Shared>();
+  core->writer->Submit(
+      new ResolveRequest(core->txns.get(), id, /*commit=*/true, shared));
+  if (absl::Status s = shared->outcome.Wait(); !s.ok()) return s;
+  return shared->result;
 }
 
 absl::Status RollbackThroughWriter(BrokerCore* core, const TransactionId& id) {
-  return RunWrite(*core->writer, [&](WriteContext& ctx) {
-    return core->txns->ApplyRollback(ctx, id);
-  });
+  auto shared = std::make_shared<ResolveRequest::Shared>();
+  core->writer->Submit(
+      new ResolveRequest(core->txns.get(), id, /*commit=*/false, shared));
+  return shared->outcome.Wait();
 }
 
 }  // namespace txmq

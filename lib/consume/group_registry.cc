@@ -25,7 +25,9 @@ absl::Status TopicGone(const Topic& topic) {
 class PersistRequest : public WriteRequest {
  public:
   PersistRequest(Env* env, std::shared_ptr<GroupState> state, uint32_t queue)
-      : env_(env), state_(std::move(state)), queue_(queue) {}
+      : env_(env), state_(std::move(state)), queue_(queue) {
+    lazy = true;  // a lost offset write means a redelivery (at least once)
+  }
 
   absl::Status Apply(WriteContext& ctx) override {
     const Topic& topic = *state_->topic();

@@ -29,7 +29,9 @@ class CheckResultsRequest final : public WriteRequest {
         timers_(timers),
         clock_(std::move(clock)),
         policy_(policy),
-        answers_(std::move(answers)) {}
+        answers_(std::move(answers)) {
+    lazy = true;  // a lost answer is asked again
+  }
 
   absl::Status Apply(WriteContext& ctx) override {
     for (const Answer& a : answers_) {

@@ -1,5 +1,6 @@
 #include "write/writer.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -139,6 +140,8 @@ absl::Status Writer::SyncNow() {
 
 void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
   std::vector<absl::Status> results(n);
+  std::optional<int64_t> now_ms;
+  bool acknowledged = false;
   while (true) {
     MDB_txn* txn = nullptr;
     if (int rc = mdb_txn_begin(env_->env(), nullptr, 0, &txn);
@@ -147,14 +150,30 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
       for (size_t i = 0; i < n; ++i) requests[i]->Complete(s);
       return;
     }
-    WriteContext ctx(txn, absl::ToUnixMillis(clock_->Now()));
+    // One time for all attempts: a batch re-applied after the map grew
+    // assigns the same ids, so early acknowledgements stay true.
+    if (!now_ms.has_value()) now_ms = absl::ToUnixMillis(clock_->Now());
+    WriteContext ctx(txn, *now_ms);
     for (size_t i = 0; i < n && !ctx.failed(); ++i) {
       results[i] = requests[i]->Apply(ctx);
     }
+    if (!ctx.failed() && !acknowledged) {
+      for (size_t i = 0; i < n; ++i) {
+        if (requests[i]->early_ack) requests[i]->Acknowledge(results[i]);
+      }
+      acknowledged = true;
+    }
     if (ctx.failed()) {
       mdb_txn_abort(txn);
-    } else if (int rc = mdb_txn_commit(txn); rc != MDB_SUCCESS) {
-      ctx.Fail(rc, "cannot commit").IgnoreError();
+    } else {
+      bool lazy = env_->config().sync_commits;
+      for (size_t i = 0; i < n && lazy; ++i) {
+        lazy = requests[i]->lazy || requests[i]->early_ack;
+      }
+      if (lazy) mdb_env_set_flags(env_->env(), MDB_NOMETASYNC, 1);
+      const int rc = mdb_txn_commit(txn);
+      if (lazy) mdb_env_set_flags(env_->env(), MDB_NOMETASYNC, 0);
+      if (rc != MDB_SUCCESS) ctx.Fail(rc, "cannot commit").IgnoreError();
     }
 
     if (!ctx.failed()) {
@@ -193,6 +212,12 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
       absl::Status grown = GrowBlocking();
       if (grown.ok()) continue;  // apply the same batch again
       error = grown;
+    }
+    if (acknowledged) {
+      Log(absl::StrFormat(
+          "a batch with acknowledged transaction resolutions failed (%s); the "
+          "check-back resolves those transactions again",
+          error.message()));
     }
     for (size_t i = 0; i < n; ++i) requests[i]->Complete(error);
     return;

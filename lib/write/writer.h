@@ -95,13 +95,30 @@ class WriteRequest {
   virtual absl::Status Apply(WriteContext& ctx) = 0;
 
   // Delivers the outcome: Apply's status if the batch committed, the
-  // batch's error otherwise.
+  // batch's error otherwise. The last call the writer makes on the request.
   virtual void Complete(absl::Status status) = 0;
+
+  // For `early_ack` requests: called with Apply's status once the whole
+  // batch applied, before the commit and its flushes. Complete follows
+  // later as usual (and must then not report again). Only for requests whose
+  // effect may be lost by a crash or a failed commit because something else
+  // repairs it: transaction commits and rollbacks, which the check-back
+  // resolves again ("the commit need not wait for fsync").
+  virtual void Acknowledge(absl::Status status) { (void)status; }
 
   // Applied in a transaction of its own (topic creation and deletion).
   bool exclusive = false;
   // In kAsync mode, the writer fsyncs before completing this request.
   bool needs_sync = false;
+  // Acknowledge before the commit (see Acknowledge). Implies `lazy`.
+  bool early_ack = false;
+  // The request's effect may be lost by a power loss because something
+  // repairs it (a lost offset write means a redelivery, a lost transaction
+  // resolution is checked back). In kSync mode, a batch of lazy requests
+  // only commits with LMDB's MDB_NOMETASYNC: one flush instead of two. The
+  // data file stays intact (LMDB writes the meta page only after flushing
+  // the pages it names); the batch reaches the disk with the next flush.
+  bool lazy = false;
 };
 
 // The outcome of a request whose submitter blocks until it completes:
