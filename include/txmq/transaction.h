@@ -139,14 +139,17 @@ class Transaction {
  public:
   virtual ~Transaction() = default;
   virtual const TransactionId& id() const = 0;
-  // Appends the message to its queue (visible to consumers from then on)
-  // and returns what the broker assigned, with the same durability as a
-  // send. Errors: FAILED_PRECONDITION (rolled back already), NOT_FOUND
-  // (unknown id, or its topic was deleted), and send errors. A commit that
-  // is lost (an error, a crash) is resolved by the check-back.
+  // Appends the message to its queue and returns what the broker assigned.
+  // Returns as soon as the commit is applied, before it reaches the disk
+  // ("the commit need not wait for fsync"): consumers see the message once
+  // it is committed, and if a crash or a failed write loses the commit, the
+  // check-back commits the message again (under a new id and offset; the
+  // outcome cannot change, since the checker answers from the local
+  // database). Errors: FAILED_PRECONDITION (rolled back already), NOT_FOUND
+  // (unknown id, or its topic was deleted), and send errors.
   virtual absl::StatusOr<SendResult> Commit() = 0;
-  // Drops the half message. Errors: FAILED_PRECONDITION (committed
-  // already), NOT_FOUND.
+  // Drops the half message. Returns before the drop reaches the disk, like
+  // Commit. Errors: FAILED_PRECONDITION (committed already), NOT_FOUND.
   virtual absl::Status Rollback() = 0;
 };
 
