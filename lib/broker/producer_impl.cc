@@ -50,6 +50,8 @@ class SendRequest : public WriteRequest {
     return absl::OkStatus();
   }
 
+  size_t weight() const override { return items_.size(); }
+
   absl::InlinedVector<Item, 1> items_;
   std::vector<SendResult> results_;
 };

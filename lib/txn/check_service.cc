@@ -44,6 +44,8 @@ class CheckResultsRequest final : public WriteRequest {
     return absl::OkStatus();
   }
 
+  size_t weight() const override { return answers_.size(); }
+
   void Complete(absl::Status status) override {
     if (!status.ok()) {
       const int64_t retry_ms =

@@ -14,6 +14,11 @@ namespace {
 // writes that need the space fail with UNAVAILABLE.
 constexpr absl::Duration kReaderDrainLimit = absl::Seconds(2);
 
+// The most records (WriteRequest::weight) one write transaction applies.
+// Bounds the memory of a transaction's dirty pages; far above what group
+// commit gathers from producers waiting on their sends.
+constexpr size_t kMaxBatchWeight = 8192;
+
 }  // namespace
 
 absl::Status WriteContext::Fail(int rc, std::string_view what) {
@@ -99,12 +104,18 @@ void Writer::Run() {
       }
     }
     // Exclusive requests get a transaction of their own; the rest are
-    // applied together in queue order.
+    // applied together in queue order, at most kMaxBatchWeight records per
+    // transaction (LMDB keeps a transaction's dirty pages in memory).
     size_t begin = 0;
     while (begin < batch.size()) {
       size_t end = begin + 1;
       if (!batch[begin]->exclusive) {
-        while (end < batch.size() && !batch[end]->exclusive) ++end;
+        size_t weight = batch[begin]->weight();
+        while (end < batch.size() && !batch[end]->exclusive &&
+               weight + batch[end]->weight() <= kMaxBatchWeight) {
+          weight += batch[end]->weight();
+          ++end;
+        }
       }
       ApplyGroup(batch.data() + begin, end - begin);
       begin = end;

@@ -106,6 +106,10 @@ class WriteRequest {
   // resolves again ("the commit need not wait for fsync").
   virtual void Acknowledge(absl::Status status) { (void)status; }
 
+  // About how many records the request writes; the writer caps the total
+  // per LMDB transaction.
+  virtual size_t weight() const { return 1; }
+
   // Applied in a transaction of its own (topic creation and deletion).
   bool exclusive = false;
   // In kAsync mode, the writer fsyncs before completing this request.
