@@ -141,12 +141,14 @@ class Transaction {
   virtual const TransactionId& id() const = 0;
   // Appends the message to its queue and returns what the broker assigned.
   // Returns as soon as the commit is applied, before it reaches the disk
-  // ("the commit need not wait for fsync"): consumers see the message once
-  // it is committed, and if a crash or a failed write loses the commit, the
-  // check-back commits the message again (under a new id and offset; the
-  // outcome cannot change, since the checker answers from the local
-  // database). Errors: FAILED_PRECONDITION (rolled back already), NOT_FOUND
-  // (unknown id, or its topic was deleted), and send errors.
+  // ("the commit need not wait for fsync"), so a Receive right after it may
+  // not see the message yet (it appears when the commit lands, moments
+  // later). If a crash or a failed write loses the commit, the check-back
+  // commits the message again (under a new id and offset); a conflicting
+  // Rollback is refused meanwhile, and the checker answers from the local
+  // database, so the outcome cannot change. Errors: FAILED_PRECONDITION
+  // (rolled back already), NOT_FOUND (unknown id, or its topic was
+  // deleted), and send errors.
   virtual absl::StatusOr<SendResult> Commit() = 0;
   // Drops the half message. Returns before the drop reaches the disk, like
   // Commit. Errors: FAILED_PRECONDITION (committed already), NOT_FOUND.

@@ -56,8 +56,15 @@ class ResolveRequest final : public WriteRequest {
     result_ = *sent;
     return absl::OkStatus();
   }
-  void Acknowledge(absl::Status status) override { Report(std::move(status)); }
+  void Acknowledge(absl::Status status) override {
+    acknowledged_ok_ = status.ok();
+    Report(std::move(status));
+  }
   void Complete(absl::Status status) override {
+    if (reported_ && !status.ok() && acknowledged_ok_) {
+      // Told the caller it is resolved, but it was not written.
+      txns_->RememberUnwritten(id_, commit_);
+    }
     Report(std::move(status));
     delete this;
   }
@@ -76,6 +83,7 @@ class ResolveRequest final : public WriteRequest {
   const std::shared_ptr<Shared> shared_;
   SendResult result_;
   bool reported_ = false;
+  bool acknowledged_ok_ = false;
 };
 
 }  // namespace

@@ -46,8 +46,7 @@ TxnWriter::TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
 
 absl::Status TxnWriter::LoadCounts(MDB_txn* txn) {
   MDB_cursor* cursor = nullptr;
-  if (int rc = mdb_cursor_open(txn, tables_.half, &cursor);
-      rc != MDB_SUCCESS) {
+  if (int rc = mdb_cursor_open(txn, tables_.half, &cursor); rc != MDB_SUCCESS) {
     return LmdbStatus(rc, "cannot read pending transactions");
   }
   uint64_t pending = 0, exhausted = 0;
@@ -135,6 +134,7 @@ absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
   if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot resolve a transaction");
   const bool exhausted = state.exhausted;
   ctx.AfterCommit([this, id, exhausted, expires_ms] {
+    unwritten_.erase(id);
     pending_.fetch_sub(1, std::memory_order_relaxed);
     if (exhausted) exhausted_.fetch_sub(1, std::memory_order_relaxed);
     timers_->Cancel(kTimerCheckBack, id.bytes());
@@ -143,8 +143,17 @@ absl::Status TxnWriter::Finish(WriteContext& ctx, const TransactionId& id,
   return absl::OkStatus();
 }
 
+void TxnWriter::RememberUnwritten(const TransactionId& id, bool commit) {
+  unwritten_.emplace(id, commit);
+}
+
 absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
                                                   const TransactionId& id) {
+  if (auto it = unwritten_.find(id); it != unwritten_.end() && !it->second) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "transaction %s was rolled back; it cannot be committed",
+        id.ToString()));
+  }
   std::string_view value;
   int rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
   if (rc == MDB_NOTFOUND) {
@@ -194,6 +203,11 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
 
 absl::Status TxnWriter::ApplyRollback(WriteContext& ctx,
                                       const TransactionId& id) {
+  if (auto it = unwritten_.find(id); it != unwritten_.end() && it->second) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "transaction %s was committed; it cannot be rolled back",
+        id.ToString()));
+  }
   std::string_view value;
   const int rc = GetRow(ctx.txn(), tables_.half, IdKey(id), &value);
   if (rc == MDB_NOTFOUND) {

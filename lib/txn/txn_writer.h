@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "log/record_codec.h"
 #include "storage/env.h"
@@ -76,6 +77,13 @@ class TxnWriter {
                                 uint32_t checks, TransactionState state,
                                 const CheckPolicy& policy);
 
+  // A commit or rollback of `id` was acknowledged to its caller but its
+  // batch then failed to commit (txmq/transaction.h: such a resolution is
+  // repaired by the check-back). Until `id` is resolved, a conflicting
+  // resolution is refused, as if the acknowledged one had been written. In
+  // memory only: after a restart the check-back decides.
+  void RememberUnwritten(const TransactionId& id, bool commit);
+
   // Forgets the outcome of `id` whose retention timer (due at `due_ms`)
   // fired.
   absl::Status ApplyExpireOutcome(WriteContext& ctx, const TransactionId& id,
@@ -103,6 +111,8 @@ class TxnWriter {
   const int64_t retention_ms_;
   uint64_t sequence_ = 0;
   int64_t last_begin_ms_ = 0;
+  // Thread: writer. See RememberUnwritten.
+  absl::flat_hash_map<TransactionId, bool> unwritten_;  // id -> commit?
   std::atomic<uint64_t> pending_{0};
   std::atomic<uint64_t> exhausted_{0};
 };

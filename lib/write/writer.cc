@@ -133,6 +133,7 @@ void Writer::Run() {
     }
   }
   if (async && unsynced_) SyncNow().IgnoreError();
+  if (lazy_unsynced_) env_->Sync().IgnoreError();
 }
 
 absl::Status Writer::SyncNow() {
@@ -184,7 +185,12 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
       if (lazy) mdb_env_set_flags(env_->env(), MDB_NOMETASYNC, 1);
       const int rc = mdb_txn_commit(txn);
       if (lazy) mdb_env_set_flags(env_->env(), MDB_NOMETASYNC, 0);
-      if (rc != MDB_SUCCESS) ctx.Fail(rc, "cannot commit").IgnoreError();
+      if (rc != MDB_SUCCESS) {
+        ctx.Fail(rc, "cannot commit").IgnoreError();
+      } else if (env_->config().sync_commits) {
+        // A full commit's flush also carries an earlier lazy meta page.
+        lazy_unsynced_ = lazy;
+      }
     }
 
     if (!ctx.failed()) {
@@ -195,9 +201,21 @@ void Writer::ApplyGroup(WriteRequest* const* requests, size_t n) {
       }
       for (auto& f : ctx.after_commit_) f();
       if (!ctx.touched_.empty()) signal_->Notify();
-      if (!env_->config().sync_commits) {
-        bool must_sync = false;
-        for (size_t i = 0; i < n; ++i) must_sync |= requests[i]->needs_sync;
+      bool must_sync = false;
+      for (size_t i = 0; i < n; ++i) must_sync |= requests[i]->needs_sync;
+      if (env_->config().sync_commits) {
+        // kSync commits are flushed, but the last lazy one's meta page is
+        // not: a request that asks for durability (Sync) flushes it.
+        if (must_sync && lazy_unsynced_) {
+          absl::Status flushed = env_->Sync();
+          lazy_unsynced_ = !flushed.ok();
+          for (size_t i = 0; i < n; ++i) {
+            if (requests[i]->needs_sync && results[i].ok()) {
+              results[i] = flushed;
+            }
+          }
+        }
+      } else {
         if (must_sync) {
           // Only the requests that asked for the flush learn that it failed:
           // the others are committed, which is all kAsync promises them.

@@ -202,6 +202,8 @@ class Writer {
 
   // Thread: writer only.
   bool unsynced_ = false;
+  // kSync: the last commit was lazy (its meta page is not flushed yet).
+  bool lazy_unsynced_ = false;
   absl::Time last_sync_;
   absl::Status lost_sync_;
 
