@@ -10,6 +10,13 @@
 //                                                                   |
 //        <--------------- Complete(status) for each request <-------+
 //
+// Early acknowledgement: transaction commits and rollbacks (early_ack) are
+// answered once their batch applied, before the flush. Their producers
+// usually send a Begin right away, so the writer then waits up to 100 us
+// (twice at most) for those and applies them in the same transaction: a
+// closed-loop transactional producer costs one commit cycle per
+// transaction, not two (docs/performance.md).
+//
 // Map growth: before a batch, when the map is 3/4 used, the writer closes
 // the MapGate (no new readers), and grows the map as soon as the readers
 // inside have left; meanwhile it keeps writing. If the map fills anyway, the
@@ -180,7 +187,14 @@ class Writer {
 
  private:
   void Run();
-  void ApplyGroup(WriteRequest* const* requests, size_t n);
+  void ApplyGroup(std::vector<WriteRequest*> requests);
+  // Acknowledges the early_ack requests from `first` on; returns how many.
+  size_t AcknowledgeEarly(const std::vector<WriteRequest*>& requests,
+                          const std::vector<absl::Status>& results,
+                          size_t first);
+  // Waits briefly for `expected` new requests and appends the queued ones
+  // that may join the transaction in progress.
+  void TakeLingering(size_t expected, std::vector<WriteRequest*>* requests);
   absl::Status GrowBlocking();
   // Thread: writer. Flushes the environment (kAsync) and reports a lost
   // background sync once.
