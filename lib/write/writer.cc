@@ -122,8 +122,11 @@ void Writer::Run() {
           ++end;
         }
       }
+      // Only the last group may take newer requests (linger): they must not
+      // overtake the ones still waiting in this drained batch.
       ApplyGroup(std::vector<WriteRequest*>(batch.begin() + begin,
-                                            batch.begin() + end));
+                                            batch.begin() + end),
+                 /*may_linger=*/end == batch.size());
       begin = end;
     }
     batch.clear();
@@ -156,7 +159,7 @@ absl::Status Writer::SyncNow() {
   return s;
 }
 
-void Writer::ApplyGroup(std::vector<WriteRequest*> requests) {
+void Writer::ApplyGroup(std::vector<WriteRequest*> requests, bool may_linger) {
   std::vector<absl::Status> results(requests.size());
   std::optional<int64_t> now_ms;
   bool acknowledged = false;
@@ -182,7 +185,7 @@ void Writer::ApplyGroup(std::vector<WriteRequest*> requests) {
       // their next request (a Begin) right away. Waiting a moment for it
       // and applying it in this same transaction saves it a whole commit
       // cycle: a transaction then costs one cycle, not two.
-      for (int round = 0; round < kLingerRounds && acked > 0 &&
+      for (int round = 0; round < kLingerRounds && acked > 0 && may_linger &&
                           env_->config().sync_commits && !ctx.failed();
            ++round) {
         const size_t first = requests.size();

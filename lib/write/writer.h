@@ -187,7 +187,9 @@ class Writer {
 
  private:
   void Run();
-  void ApplyGroup(std::vector<WriteRequest*> requests);
+  // Applies `requests` in one transaction; `may_linger`: nothing older is
+  // still waiting, so newer requests may join (TakeLingering).
+  void ApplyGroup(std::vector<WriteRequest*> requests, bool may_linger);
   // Acknowledges the early_ack requests from `first` on; returns how many.
   size_t AcknowledgeEarly(const std::vector<WriteRequest*>& requests,
                           const std::vector<absl::Status>& results,
