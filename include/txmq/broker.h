@@ -138,6 +138,40 @@ struct TopicInfo {
   }
 };
 
+// A consumer group's progress on one topic.
+struct GroupQueueLag {
+  uint32_t queue = 0;
+  // Every message below `committed` is acknowledged; `end` is one past the
+  // last stored message; lag = end - committed (messages not yet
+  // acknowledged by the group).
+  uint64_t committed = 0;
+  uint64_t end = 0;
+  uint64_t lag = 0;
+};
+
+struct GroupLag {
+  std::string group;
+  std::string topic;
+  std::vector<GroupQueueLag> queues;
+
+  uint64_t total() const {
+    uint64_t n = 0;
+    for (const GroupQueueLag& q : queues) n += q.lag;
+    return n;
+  }
+};
+
+// Where ResetGroup moves a group's offsets.
+struct OffsetReset {
+  enum class To {
+    kEarliest,  // the first stored message of each queue
+    kLatest,    // past the last one: only new messages
+    kTime,      // each queue's first message stored at or after `time`
+  };
+  To to = To::kEarliest;
+  absl::Time time;  // kTime only (the broker's clock)
+};
+
 struct BrokerStats {
   uint64_t pending_transactions = 0;    // half messages awaiting resolution
   uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
@@ -202,6 +236,27 @@ class Broker {
 
   // Makes everything committed so far durable (useful in kAsync mode).
   virtual absl::Status Sync() = 0;
+
+  // Consumer groups (include/txmq/consumer.h). Offsets here include
+  // acknowledgements not yet written to disk.
+  //
+  // The progress and lag of `group` on `topic`. Errors: NOT_FOUND (no such
+  // topic, or the group has never read it), INVALID_ARGUMENT (bad names).
+  virtual absl::StatusOr<GroupLag> DescribeGroup(
+      std::string_view group, std::string_view topic) const = 0;
+  // Every (group, topic) with offsets, sorted by group then topic.
+  virtual absl::StatusOr<std::vector<GroupLag>> ListGroups() const = 0;
+  // Moves the group's offsets on `topic` (creating them for a new group):
+  // its consumers continue from there (messages before it count as
+  // acknowledged; after a move back they are delivered again). kTime finds,
+  // per queue, the first message whose store time is at or after the
+  // given time (a binary search, exact while the broker's clock only moves
+  // forward). Consumers active during the reset may still acknowledge
+  // messages they received before it. Errors: NOT_FOUND (topic),
+  // INVALID_ARGUMENT (bad names).
+  virtual absl::Status ResetGroup(std::string_view group,
+                                  std::string_view topic,
+                                  const OffsetReset& reset) = 0;
 
   // Transactional messages (include/txmq/transaction.h).
   //

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/consumer_impl.h"
 #include "broker/core.h"
+#include "broker/group_admin.h"
 #include "broker/producer_impl.h"
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
@@ -139,17 +140,8 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
 absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
     const BrokerCore& core, std::string_view group, size_t limit,
     bool exhausted_only) {
-  MapGate& gate = core.env->gate();
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (!gate.TryEnter()) {
-    gate.WaitOpen(std::min(deadline, absl::Now() + absl::Milliseconds(5)));
-    if (absl::Now() >= deadline) {
-      return absl::UnavailableError(
-          "the broker is waiting for received batches to be released; "
-          "release them and retry");
-    }
-  }
-  GatePass pass(&gate);
+  absl::StatusOr<GatePass> pass = EnterGate(core.env->gate());
+  if (!pass.ok()) return pass.status();
   MDB_txn* txn = nullptr;
   if (int rc = mdb_txn_begin(core.env->env(), nullptr, MDB_RDONLY, &txn);
       rc != MDB_SUCCESS) {
@@ -162,8 +154,8 @@ absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
   if (rc == MDB_SUCCESS) rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
   for (; rc == MDB_SUCCESS && out.size() < limit;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    absl::StatusOr<HalfRow> half = DecodeHalf(
-        std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
+    absl::StatusOr<HalfRow> half =
+        DecodeHalf(std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
     if (!half.ok() || k.mv_size != TransactionId::kSize) continue;
     const TxnState* state = &half->state;
     if (!group.empty() && state->group != group) continue;
@@ -280,6 +272,24 @@ class BrokerImpl final : public Broker {
     // check-back.
     core_.timers->Start();
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<GroupLag> DescribeGroup(
+      std::string_view group, std::string_view topic) const override {
+    return DescribeGroupLag(core_, group, topic);
+  }
+
+  absl::StatusOr<std::vector<GroupLag>> ListGroups() const override {
+    return ListGroupLags(core_);
+  }
+
+  absl::Status ResetGroup(std::string_view group, std::string_view topic_name,
+                          const OffsetReset& reset) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+    TXMQ_RETURN_IF_ERROR(ValidateName(topic_name, NameKind::kTopic));
+    std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
+    if (topic == nullptr) return NoSuchTopic(topic_name);
+    return core_.groups->Reset(group, topic, reset);
   }
 
   absl::Status RegisterChecker(std::string_view group,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "consume/cursor_store.h"
+#include "consume/offset_search.h"
 
 namespace txmq {
 namespace {
@@ -126,6 +127,58 @@ absl::Status GroupRegistry::Flush(const std::shared_ptr<GroupState>& state) {
         return absl::OkStatus();
       },
       /*exclusive=*/false, /*needs_sync=*/true);
+}
+
+std::shared_ptr<GroupState> GroupRegistry::Find(std::string_view group,
+                                                const Topic& topic) const {
+  absl::MutexLock lock(&mu_);
+  auto it = states_.find(StateKey(group, topic.name()));
+  if (it == states_.end() || it->second->topic().get() != &topic) {
+    return nullptr;
+  }
+  return it->second;
+}
+
+absl::Status GroupRegistry::Reset(std::string_view group,
+                                  const std::shared_ptr<Topic>& topic,
+                                  const OffsetReset& reset) {
+  const int64_t time_ms = absl::ToUnixMillis(reset.time);
+  return RunWrite(*writer_, [&](WriteContext& ctx) -> absl::Status {
+    if (topic->deleted()) return TopicGone(*topic);
+    std::vector<uint64_t> offsets(topic->queue_count());
+    for (uint32_t q = 0; q < topic->queue_count(); ++q) {
+      const QueueState& queue = topic->queue(q);
+      const uint64_t first = queue.first.load(std::memory_order_relaxed);
+      switch (reset.to) {
+        case OffsetReset::To::kEarliest:
+          offsets[q] = first;
+          break;
+        case OffsetReset::To::kLatest:
+          offsets[q] = queue.writer_next;
+          break;
+        case OffsetReset::To::kTime: {
+          absl::StatusOr<uint64_t> found = FirstStoredAtOrAfter(
+              ctx.txn(), queue.dbi, first, queue.writer_next, time_ms);
+          if (!found.ok()) return found.status();
+          offsets[q] = *found;
+          break;
+        }
+      }
+      if (int rc = PutCursor(ctx.txn(), env_->cursor_table(), group,
+                             topic->name(), q, offsets[q]);
+          rc != MDB_SUCCESS) {
+        return ctx.Fail(rc, "cannot store consumer offsets");
+      }
+    }
+    ctx.AfterCommit([this, group = std::string(group), topic, offsets] {
+      if (std::shared_ptr<GroupState> state = Find(group, *topic)) {
+        for (uint32_t q = 0; q < offsets.size(); ++q) {
+          state->cursor(q).Reset(offsets[q]);
+        }
+      }
+    });
+    return absl::OkStatus();
+  });
 }
 
 void GroupRegistry::ForgetTopic(const Topic& topic) {

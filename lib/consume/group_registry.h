@@ -26,6 +26,7 @@
 #include "consume/queue_cursor.h"
 #include "storage/env.h"
 #include "topic/topic.h"
+#include "txmq/broker.h"
 #include "txmq/consumer.h"
 #include "write/writer.h"
 
@@ -68,13 +69,24 @@ class GroupRegistry {
   // Thread: writer. Drops the states of a deleted topic.
   void ForgetTopic(const Topic& topic);
 
+  // The loaded state of (group, topic), or null when no consumer of it was
+  // created since the broker opened.
+  std::shared_ptr<GroupState> Find(std::string_view group,
+                                   const Topic& topic) const;
+
+  // Moves the group's offsets on `topic` (Broker::ResetGroup), on disk and
+  // in the loaded state.
+  absl::Status Reset(std::string_view group,
+                     const std::shared_ptr<Topic>& topic,
+                     const OffsetReset& reset);
+
  private:
   Env* const env_;
   Writer* const writer_;
   // Serializes loading, so one pair is loaded once. Never taken by the
   // writer thread, so holding it while waiting for the writer is safe.
   absl::Mutex load_mu_;
-  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(load_mu_);
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(load_mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<GroupState>> states_
       ABSL_GUARDED_BY(mu_);
 };

@@ -42,6 +42,16 @@ std::pair<uint64_t, uint64_t> QueueCursor::Claim(uint64_t max, uint64_t limit) {
   return {begin, begin};
 }
 
+void QueueCursor::Reset(uint64_t offset) {
+  absl::MutexLock lock(&mu_);
+  acked_ = offset;
+  ranges_.clear();
+  returned_.clear();
+  has_returned_.store(false, std::memory_order_release);
+  next_.store(offset, std::memory_order_relaxed);
+  committed_.store(offset, std::memory_order_seq_cst);
+}
+
 void QueueCursor::Unclaim(uint64_t begin, uint64_t end) {
   if (begin >= end) return;
   absl::MutexLock lock(&mu_);

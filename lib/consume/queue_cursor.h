@@ -47,6 +47,10 @@ class QueueCursor {
   // advanced. Errors: INVALID_ARGUMENT when an offset was never claimed.
   absl::StatusOr<bool> Ack(uint64_t begin, uint64_t end);
 
+  // Moves the cursor: everything below `offset` counts as acknowledged and
+  // the next claim starts there. Outstanding claims are forgotten.
+  void Reset(uint64_t offset);
+
   // Every offset below it is acknowledged.
   uint64_t committed() const {
     return committed_.load(std::memory_order_seq_cst);

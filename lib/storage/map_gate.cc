@@ -1,5 +1,7 @@
 #include "storage/map_gate.h"
 
+#include <algorithm>
+
 namespace txmq {
 
 bool MapGate::TryEnter() {
@@ -50,6 +52,19 @@ void MapGate::Open() {
   absl::MutexLock lock(&mu_);
   closed_.store(false, std::memory_order_seq_cst);
   changed_.SignalAll();
+}
+
+absl::StatusOr<GatePass> EnterGate(MapGate& gate, absl::Duration patience) {
+  const absl::Time deadline = absl::Now() + patience;
+  while (!gate.TryEnter()) {
+    gate.WaitOpen(std::min(deadline, absl::Now() + absl::Milliseconds(5)));
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(
+          "the broker is waiting for received batches to be released; "
+          "release them and retry");
+    }
+  }
+  return GatePass(&gate);
 }
 
 }  // namespace txmq

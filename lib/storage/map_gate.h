@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -92,6 +93,12 @@ class GatePass {
  private:
   MapGate* gate_ = nullptr;
 };
+
+// For occasional readers (listings): passes the gate, waiting up to
+// `patience` for a remap to finish. Errors: UNAVAILABLE when it does not
+// (received batches are held; the caller may hold one itself).
+absl::StatusOr<GatePass> EnterGate(MapGate& gate,
+                                   absl::Duration patience = absl::Seconds(5));
 
 }  // namespace txmq
 

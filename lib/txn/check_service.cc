@@ -74,7 +74,8 @@ struct ReadHalf {
   size_t record_size = 0;
 };
 
-void EnterGate(MapGate& gate) {
+// A worker holds no batch, so it may wait for a remap as long as it takes.
+void WaitForGate(MapGate& gate) {
   while (!gate.TryEnter()) gate.WaitOpen(absl::Now() + absl::Milliseconds(5));
 }
 
@@ -266,7 +267,7 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
   std::vector<ReadHalf> halves;
   {
     MapGate& gate = env_->gate();
-    EnterGate(gate);
+    WaitForGate(gate);
     GatePass pass(&gate);
     MDB_txn* txn = nullptr;
     if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) != MDB_SUCCESS) {
