@@ -54,6 +54,11 @@ enum class StartFrom {
 
 struct ConsumerOptions {
   StartFrom start_from = StartFrom::kEarliest;
+  // Which messages the consumer wants, by tag (RocketMQ's tag expression):
+  // "*" (all), or "TagA || TagB" (messages with any of these tags). The
+  // others are acknowledged for the group without being delivered, so all
+  // consumers of a group on a topic must use the same expression.
+  std::string tag_filter = "*";
 };
 
 // The messages one Receive returned.

@@ -375,10 +375,12 @@ class BrokerImpl final : public Broker {
     TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
     std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
     if (topic == nullptr) return NoSuchTopic(topic_name);
+    TXMQ_ASSIGN_OR_RETURN(TagFilter filter,
+                          TagFilter::Parse(options.tag_filter));
     TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<GroupState> state,
                           core_.groups->Get(group, topic, options.start_from));
     return std::unique_ptr<Consumer>(
-        new LocalConsumer(&core_, std::move(state)));
+        new LocalConsumer(&core_, std::move(state), std::move(filter)));
   }
 
   absl::Status Sync() override {

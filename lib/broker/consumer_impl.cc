@@ -71,10 +71,30 @@ constexpr absl::Duration kClosedGateSlice = absl::Milliseconds(5);
 }  // namespace
 
 LocalConsumer::LocalConsumer(BrokerCore* core,
-                             std::shared_ptr<GroupState> state)
+                             std::shared_ptr<GroupState> state,
+                             TagFilter filter)
     : core_(core),
       state_(std::move(state)),
-      txns_(std::make_shared<ReadTxnCache>(core->env->env())) {}
+      txns_(std::make_shared<ReadTxnCache>(core->env->env())),
+      filter_(std::move(filter)) {}
+
+absl::Status LocalConsumer::Filter(std::vector<MessageView>& views) {
+  if (filter_.accepts_all()) return absl::OkStatus();
+  size_t kept = 0;
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (filter_.Accepts(views[i])) {
+      views[kept++] = views[i];
+      continue;
+    }
+    if (absl::Status s = AckRange(views[i].queue(), views[i].offset(),
+                                  views[i].offset() + 1);
+        !s.ok()) {
+      return s;
+    }
+  }
+  views.resize(kept);
+  return absl::OkStatus();
+}
 
 absl::Status LocalConsumer::CheckTopic() const {
   if (state_->topic()->deleted()) {
@@ -168,6 +188,8 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     if (copied != 0) {
       core_->copied_reads.fetch_add(copied, std::memory_order_relaxed);
     }
+    if (absl::Status s = Filter(views); !s.ok()) return s;
+    if (views.empty()) continue;  // all filtered out: claim further
     return ReceivedBatch(std::move(views), std::move(resources));
   }
 }

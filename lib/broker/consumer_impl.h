@@ -14,6 +14,7 @@
 
 #include "broker/core.h"
 #include "consume/group_registry.h"
+#include "consume/tag_filter.h"
 #include "storage/read_txn_cache.h"
 #include "txmq/consumer.h"
 
@@ -24,7 +25,8 @@ struct Claim;
 
 class LocalConsumer final : public Consumer {
  public:
-  LocalConsumer(BrokerCore* core, std::shared_ptr<GroupState> state);
+  LocalConsumer(BrokerCore* core, std::shared_ptr<GroupState> state,
+                TagFilter filter);
 
   absl::StatusOr<ReceivedBatch> Receive(size_t max_messages,
                                         absl::Duration wait) override;
@@ -42,11 +44,14 @@ class LocalConsumer final : public Consumer {
                          std::vector<MessageView>& views, uint64_t* copied);
   absl::Status AckRange(uint32_t queue, uint64_t begin, uint64_t end);
   absl::Status CheckTopic() const;
+  // Drops the views the tag filter rejects, acknowledging them.
+  absl::Status Filter(std::vector<MessageView>& views);
   bool OwnTopic(const MessageView& message) const;
 
   BrokerCore* const core_;
   const std::shared_ptr<GroupState> state_;
   const std::shared_ptr<ReadTxnCache> txns_;
+  const TagFilter filter_;
   uint32_t next_queue_ = 0;
   std::vector<std::string_view> records_;  // ReadClaim's scratch
 };

@@ -54,13 +54,15 @@ static_assert(std::endian::native == std::endian::little,
 // Pointer indices and data offsets of MessageRecord (record.capnp).
 constexpr uint32_t kIdPointer = 0;
 constexpr uint32_t kKeyPointer = 2;
+constexpr uint32_t kTagsPointer = 3;
 constexpr uint32_t kBodyPointer = 5;
 constexpr uint32_t kQueueByte = 0;
 constexpr uint32_t kOffsetByte = 8;
 constexpr uint32_t kBornByte = 16;
 constexpr uint32_t kStoreByte = 24;
 
-constexpr uint64_t kByteElements = 2;  // Cap'n Proto list element size code
+constexpr uint64_t kByteElements = 2;     // Cap'n Proto list element size code
+constexpr uint64_t kPointerElements = 6;  // a list of pointers
 
 // The signed offset, in words, of a struct or list pointer.
 inline int64_t PointerOffset(uint64_t pointer) {
@@ -150,6 +152,52 @@ inline LayoutResult ReadHotFields(std::string_view record, HotFields* out) {
     const LayoutResult r =
         ByteList(seg, seg_words, first_pointer + w.index, w.text, w.into);
     if (r != LayoutResult::kOk) return r;
+  }
+  return LayoutResult::kOk;
+}
+
+// Calls fn(tag) (a std::string_view into `record`) for each tag of the
+// record, in order, until fn returns true. Same bounds checks as
+// ReadHotFields; kUnsupported means "ask Cap'n Proto" (MessageView::tags).
+template <typename Fn>
+LayoutResult ForEachTag(std::string_view record, Fn&& fn) {
+  using namespace record_layout_internal;
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(record.data());
+  const uint64_t total = record.size() / 8;
+  if (total < 2) return LayoutResult::kMalformed;
+  if ((words[0] & 0xffffffff) != 0) return LayoutResult::kUnsupported;
+  const uint64_t seg_words = words[0] >> 32;
+  if (seg_words + 1 != total) return LayoutResult::kMalformed;
+  const uint64_t* seg = words + 1;
+  const uint64_t root = seg[0];
+  if (root == 0) return LayoutResult::kOk;
+  if ((root & 3) == 2) return LayoutResult::kUnsupported;
+  if ((root & 3) != 0) return LayoutResult::kMalformed;
+  const uint64_t data_words = (root >> 32) & 0xffff;
+  const uint64_t pointers = root >> 48;
+  const int64_t start = 1 + PointerOffset(root);
+  if (start < 0 ||
+      static_cast<uint64_t>(start) + data_words + pointers > seg_words) {
+    return LayoutResult::kMalformed;
+  }
+  if (kTagsPointer >= pointers) return LayoutResult::kOk;
+  const uint64_t index = start + data_words + kTagsPointer;
+  const uint64_t list = seg[index];
+  if (list == 0) return LayoutResult::kOk;  // no tags
+  if ((list & 3) == 2) return LayoutResult::kUnsupported;
+  if ((list & 3) != 1 || ((list >> 32) & 7) != kPointerElements) {
+    return LayoutResult::kMalformed;
+  }
+  const uint64_t count = list >> 35;
+  const int64_t target = static_cast<int64_t>(index) + 1 + PointerOffset(list);
+  if (target < 0 || static_cast<uint64_t>(target) + count > seg_words) {
+    return LayoutResult::kMalformed;
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view tag;
+    const LayoutResult r = ByteList(seg, seg_words, target + i, true, &tag);
+    if (r != LayoutResult::kOk) return r;
+    if (fn(tag)) break;
   }
   return LayoutResult::kOk;
 }

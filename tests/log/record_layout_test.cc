@@ -75,6 +75,14 @@ TEST(RecordLayoutTest, AgreesWithCapnpOnRandomRecords) {
     ExpectSameView(fast, *slow);
     EXPECT_EQ(fast.body(), m.body);
     EXPECT_EQ(fast.key(), m.key);
+    std::vector<std::string_view> tags;
+    ASSERT_EQ(ForEachTag(s.view,
+                         [&](std::string_view tag) {
+                           tags.push_back(tag);
+                           return false;
+                         }),
+              LayoutResult::kOk);
+    EXPECT_EQ(tags, slow->tags());
   }
 }
 
