@@ -6,10 +6,13 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace txmq::testing {
@@ -37,6 +40,18 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Polls `done` every 2 ms (real time) until it is true or 20 s passed;
+// returns its last answer. For waiting on background threads, never for
+// asserting how long something takes.
+inline bool Eventually(const std::function<bool()>& done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return done();
+}
 
 inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
 template <typename T>

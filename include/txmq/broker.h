@@ -176,6 +176,7 @@ struct BrokerStats {
   uint64_t pending_transactions = 0;    // half messages awaiting resolution
   uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
   uint64_t checks = 0;                  // check-backs answered since Open
+  uint64_t delayed_messages = 0;        // stored, waiting for deliver_at
   size_t map_bytes = 0;                 // current map size
   size_t used_bytes = 0;  // high-water mark of pages in the data file
   uint64_t commits = 0;   // write transactions committed since Open

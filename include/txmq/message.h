@@ -96,10 +96,19 @@ struct Message {
   std::vector<std::pair<std::string, std::string>> properties;
   // The payload: any bytes.
   std::string body;
+  // Delayed delivery: the message stays invisible to consumers until this
+  // time (the broker's clock, millisecond precision; at most a year ahead).
+  // absl::InfinitePast() (the default) or any time not in the future:
+  // deliver at once.
+  absl::Time deliver_at = absl::InfinitePast();
 };
 
 // What the broker assigned to a stored message.
 struct SendResult {
+  // For a delayed message: the offset before delivery (and the id is zero);
+  // both are assigned when the message is delivered into its queue.
+  static constexpr uint64_t kNotYetDelivered = UINT64_MAX;
+
   MessageId id;
   // The queue within the topic, 0 .. queue_count-1.
   uint32_t queue = 0;
@@ -107,6 +116,10 @@ struct SendResult {
   uint64_t offset = 0;
   // When the broker stored it (the broker's clock, millisecond resolution).
   absl::Time store_time;
+  // When it becomes visible: store_time, or a delayed message's time.
+  absl::Time deliver_at;
+
+  bool delayed() const { return offset == kNotYetDelivered; }
 };
 
 // A read-only view of one stored message.

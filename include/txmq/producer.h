@@ -71,7 +71,11 @@ class Producer {
   virtual ~Producer() = default;
 
   // Stores `message` and returns what the broker assigned, after it is
-  // durable (see above). Blocks the calling thread.
+  // durable (see above). Blocks the calling thread. A message whose
+  // deliver_at is ahead is stored delayed (SendResult::delayed()): its queue
+  // is chosen now, its offset and id when it is delivered. Errors:
+  // NOT_FOUND (unknown topic), INVALID_ARGUMENT (limits, or deliver_at more
+  // than 366 days ahead), RESOURCE_EXHAUSTED (map at max_map_bytes).
   virtual absl::StatusOr<SendResult> Send(const Message& message) = 0;
 
   // Encodes and queues `message` now, returns at once, and calls `done`

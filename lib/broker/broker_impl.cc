@@ -83,53 +83,87 @@ uint32_t NewRunId() {
   return random();
 }
 
-// Forgets the outcomes whose retention ran out (their expiry timers fired).
-// If the write fails, the timers are re-armed a second later.
-void ExpireOutcomes(BrokerCore* core, std::vector<Timer> expired) {
-  class Expire final : public WriteRequest {
-   public:
-    Expire(BrokerCore* core, std::vector<Timer> expired)
-        : core_(core), expired_(std::move(expired)) {
-      lazy = true;  // a lost expiry fires again after a restart
-    }
-    absl::Status Apply(WriteContext& ctx) override {
-      for (const Timer& t : expired_) {
-        absl::Status s = core_->txns->ApplyExpireOutcome(
-            ctx, TransactionId::FromBytes(t.target.id), t.due_ms);
-        if (!s.ok()) return s;
-      }
-      return absl::OkStatus();
-    }
-    void Complete(absl::Status status) override {
-      if (!status.ok()) {
-        const int64_t retry =
-            absl::ToUnixMillis(core_->clock->Now() + absl::Seconds(1));
-        for (const Timer& t : expired_) {
-          core_->timers->Schedule(t.target.kind, t.target.id, retry);
-        }
-      }
-      delete this;
-    }
+// Applies fired timers of one kind in a writer request. Lazy: a lost
+// write fires again after a restart (the timer rows are still there). If
+// the write fails, the timers are re-armed a second later.
+class FiredTimers final : public WriteRequest {
+ public:
+  using ApplyFn = absl::Status (*)(BrokerCore* core, WriteContext& ctx,
+                                   const Timer& t);
 
-   private:
-    BrokerCore* const core_;
-    const std::vector<Timer> expired_;
-  };
-  core->writer->Submit(new Expire(core, std::move(expired)));
+  FiredTimers(BrokerCore* core, ApplyFn apply, std::vector<Timer> timers)
+      : core_(core), apply_(apply), timers_(std::move(timers)) {
+    lazy = true;
+  }
+  size_t weight() const override { return timers_.size(); }
+  absl::Status Apply(WriteContext& ctx) override {
+    for (const Timer& t : timers_) {
+      if (absl::Status s = apply_(core_, ctx, t); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  void Complete(absl::Status status) override {
+    if (!status.ok()) {
+      const int64_t retry =
+          absl::ToUnixMillis(core_->clock->Now() + absl::Seconds(1));
+      for (const Timer& t : timers_) {
+        core_->timers->Schedule(t.target.kind, t.target.id, retry);
+      }
+    }
+    delete this;
+  }
+
+  // Submits `timers` in requests of at most 1024.
+  static void Submit(BrokerCore* core, ApplyFn apply,
+                     std::vector<Timer> timers) {
+    constexpr size_t kPerRequest = 1024;
+    for (size_t i = 0; i < timers.size(); i += kPerRequest) {
+      const size_t end = std::min(timers.size(), i + kPerRequest);
+      core->writer->Submit(new FiredTimers(
+          core, apply,
+          std::vector<Timer>(timers.begin() + i, timers.begin() + end)));
+    }
+  }
+
+ private:
+  BrokerCore* const core_;
+  const ApplyFn apply_;
+  const std::vector<Timer> timers_;
+};
+
+// Forgets an outcome whose retention ran out.
+absl::Status ExpireOutcome(BrokerCore* core, WriteContext& ctx,
+                           const Timer& t) {
+  return core->txns->ApplyExpireOutcome(
+      ctx, TransactionId::FromBytes(t.target.id), t.due_ms);
+}
+
+// Delivers a delayed message that fell due.
+absl::Status DeliverDelayed(BrokerCore* core, WriteContext& ctx,
+                            const Timer& t) {
+  return core->delays->ApplyDeliver(ctx, t.target.id, t.due_ms);
 }
 
 // Timer thread: hands due timers to whoever owns their kind.
 std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
   std::vector<TransactionId> checks;
   std::vector<Timer> expired;
+  std::vector<Timer> deliveries;
   for (const Timer& t : due) {
     if (t.target.kind == kTimerCheckBack) {
       checks.push_back(TransactionId::FromBytes(t.target.id));
     } else if (t.target.kind == kTimerOutcomeExpiry) {
       expired.push_back(t);
+    } else if (t.target.kind == kTimerDelivery) {
+      deliveries.push_back(t);
     }
   }
-  if (!expired.empty()) ExpireOutcomes(core, std::move(expired));
+  if (!deliveries.empty()) {
+    FiredTimers::Submit(core, DeliverDelayed, std::move(deliveries));
+  }
+  if (!expired.empty()) {
+    FiredTimers::Submit(core, ExpireOutcome, std::move(expired));
+  }
   std::vector<Timer> retry;
   for (const TransactionId& id : core->checks->OnDue(std::move(checks))) {
     retry.push_back(Timer{0, TimerTarget{kTimerCheckBack, id.bytes()}});
@@ -247,9 +281,13 @@ class BrokerImpl final : public Broker {
     const TxnTables tables{.half = core_.env->half_table(),
                            .outcome = core_.env->outcome_table(),
                            .timer = core_.env->timer_table()};
-    core_.txns = std::make_unique<TxnWriter>(tables, core_.topics.get(),
-                                             core_.timers.get(), NewRunId(),
-                                             o.outcome_retention);
+    const uint32_t run = NewRunId();
+    core_.delays = std::make_unique<DelayWriter>(
+        core_.env->delay_table(), core_.env->timer_table(), core_.topics.get(),
+        core_.timers.get(), run);
+    core_.txns = std::make_unique<TxnWriter>(
+        tables, core_.topics.get(), core_.timers.get(), core_.delays.get(), run,
+        o.outcome_retention);
     {
       MDB_txn* txn = nullptr;
       if (int rc = mdb_txn_begin(core_.env->env(), nullptr, MDB_RDONLY, &txn);
@@ -257,6 +295,7 @@ class BrokerImpl final : public Broker {
         return LmdbStatus(rc, "cannot read pending transactions");
       }
       absl::Status loaded = core_.txns->LoadCounts(txn);
+      if (loaded.ok()) loaded = core_.delays->LoadCount(txn);
       mdb_txn_abort(txn);
       TXMQ_RETURN_IF_ERROR(loaded);
     }
@@ -401,6 +440,7 @@ class BrokerImpl final : public Broker {
     stats.pending_transactions = core_.txns->pending();
     stats.exhausted_transactions = core_.txns->exhausted();
     stats.checks = core_.checks->checks();
+    stats.delayed_messages = core_.delays->pending();
     return stats;
   }
 

@@ -14,6 +14,7 @@
 
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
+#include "delay/delay_writer.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
 #include "topic/topic_registry.h"
@@ -38,6 +39,7 @@ struct BrokerCore {
   // changes to it) and started after recovery; BrokerImpl's destructor
   // stops the threads in the safe order before any of these go.
   std::unique_ptr<TimerService> timers;
+  std::unique_ptr<DelayWriter> delays;
   std::unique_ptr<TxnWriter> txns;
   std::unique_ptr<Writer> writer;
   std::unique_ptr<GroupRegistry> groups;

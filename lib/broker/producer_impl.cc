@@ -27,6 +27,8 @@ namespace {
 // the outcome is delivered.
 class SendRequest : public WriteRequest {
  public:
+  explicit SendRequest(DelayWriter* delays) : delays_(delays) {}
+
   struct Item {
     std::shared_ptr<Topic> topic;
     uint32_t queue;
@@ -42,8 +44,12 @@ class SendRequest : public WriteRequest {
       }
     }
     for (Item& item : items_) {
+      const int64_t deliver_at_ms = item.record.deliver_at_ms();
       absl::StatusOr<SendResult> sent =
-          AppendToQueue(ctx, *item.topic, item.queue, item.record);
+          deliver_at_ms > ctx.now_ms()
+              ? delays_->ApplyDelay(ctx, *item.topic, item.queue, item.record,
+                                    deliver_at_ms)
+              : AppendToQueue(ctx, *item.topic, item.queue, item.record);
       if (!sent.ok()) return sent.status();
       results_.push_back(*sent);
     }
@@ -52,12 +58,14 @@ class SendRequest : public WriteRequest {
 
   size_t weight() const override { return items_.size(); }
 
+  DelayWriter* const delays_;
   absl::InlinedVector<Item, 1> items_;
   std::vector<SendResult> results_;
 };
 
 class BlockingSend final : public SendRequest {
  public:
+  explicit BlockingSend(DelayWriter* delays) : SendRequest(delays) {}
   void Complete(absl::Status status) override {
     outcome_.Set(std::move(status));
   }
@@ -69,8 +77,9 @@ class BlockingSend final : public SendRequest {
 
 class CallbackSend final : public SendRequest {
  public:
-  CallbackSend(CallbackRunner* runner, Producer::SendCallback done)
-      : runner_(runner), done_(std::move(done)) {}
+  CallbackSend(DelayWriter* delays, CallbackRunner* runner,
+               Producer::SendCallback done)
+      : SendRequest(delays), runner_(runner), done_(std::move(done)) {}
   void Complete(absl::Status status) override {
     absl::StatusOr<SendResult> result =
         status.ok() ? absl::StatusOr<SendResult>(results_.front())
@@ -119,7 +128,7 @@ static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
 }
 
 absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
-  BlockingSend request;
+  BlockingSend request(core_->delays.get());
   if (absl::Status s =
           Prepare(core_, options_, round_robin_, message,
                   absl::ToUnixMillis(core_->clock->Now()), &request);
@@ -132,7 +141,8 @@ absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
 }
 
 void LocalProducer::SendAsync(const Message& message, SendCallback done) {
-  auto* request = new CallbackSend(&core_->callbacks, std::move(done));
+  auto* request =
+      new CallbackSend(core_->delays.get(), &core_->callbacks, std::move(done));
   if (absl::Status s =
           Prepare(core_, options_, round_robin_, message,
                   absl::ToUnixMillis(core_->clock->Now()), request);
@@ -158,7 +168,7 @@ absl::StatusOr<std::vector<SendResult>> LocalProducer::SendBatch(
   if (messages.empty()) {
     return absl::InvalidArgumentError("SendBatch needs at least one message");
   }
-  BlockingSend request;
+  BlockingSend request(core_->delays.get());
   const int64_t born_ms = absl::ToUnixMillis(core_->clock->Now());
   for (const Message& message : messages) {
     if (absl::Status s =
@@ -179,7 +189,8 @@ absl::StatusOr<std::unique_ptr<Transaction>> LocalProducer::Begin(
         "Begin needs a producer group: create the producer with "
         "ProducerOptions::group, and register the group's checker");
   }
-  BlockingSend prepared;  // only for Prepare's queue choice and encoding
+  BlockingSend prepared(
+      core_->delays.get());  // only for Prepare's queue choice and encoding
   if (absl::Status s =
           Prepare(core_, options_, round_robin_, message,
                   absl::ToUnixMillis(core_->clock->Now()), &prepared);

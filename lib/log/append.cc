@@ -33,7 +33,8 @@ absl::StatusOr<SendResult> AppendToQueue(WriteContext& ctx, Topic& topic,
   return SendResult{.id = id,
                     .queue = queue,
                     .offset = offset,
-                    .store_time = absl::FromUnixMillis(ctx.now_ms())};
+                    .store_time = absl::FromUnixMillis(ctx.now_ms()),
+                    .deliver_at = absl::FromUnixMillis(ctx.now_ms())};
 }
 
 }  // namespace txmq

@@ -94,6 +94,17 @@ absl::StatusOr<PendingRecord> PendingRecord::Encode(const Message& m,
     return TooBig("body", m.body.size(), max_record_bytes);
   }
   if (absl::Status s = Validate(m); !s.ok()) return s;
+  int64_t deliver_at_ms = 0;
+  if (m.deliver_at != absl::InfinitePast()) {
+    if (m.deliver_at > absl::FromUnixMillis(born_time_ms) + kMaxDelay) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("message deliver_at is more than %d days ahead",
+                          kMaxDelay / absl::Hours(24)));
+    }
+    if (m.deliver_at > absl::FromUnixMillis(born_time_ms)) {
+      deliver_at_ms = absl::ToUnixMillis(m.deliver_at);
+    }
+  }
 
   PendingRecord record;
   record.builder_ = std::make_unique<capnp::MallocMessageBuilder>(
@@ -114,6 +125,7 @@ absl::StatusOr<PendingRecord> PendingRecord::Encode(const Message& m,
     }
   }
   root.setBornTimeMs(born_time_ms);
+  root.setDeliverAtMs(deliver_at_ms);
   root.setBody(capnp::Data::Reader(
       reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
   record.size_ = capnp::computeSerializedSizeInWords(*record.builder_) * 8;
@@ -122,6 +134,10 @@ absl::StatusOr<PendingRecord> PendingRecord::Encode(const Message& m,
                   max_record_bytes);
   }
   return record;
+}
+
+int64_t PendingRecord::deliver_at_ms() const {
+  return builder_->getRoot<schema::MessageRecord>().getDeliverAtMs();
 }
 
 void PendingRecord::Stamp(const MessageId& id, uint32_t queue, uint64_t offset,

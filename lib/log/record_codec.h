@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "txmq/message.h"
 
 namespace capnp {
@@ -35,6 +36,7 @@ inline constexpr size_t kMaxTagBytes = 128;
 inline constexpr size_t kMaxProperties = 256;
 inline constexpr size_t kMaxPropertyNameBytes = 128;
 inline constexpr size_t kMaxPropertyValueBytes = 32 * 1024;
+inline constexpr absl::Duration kMaxDelay = absl::Hours(24 * 366);
 
 // Not thread-safe; owned by one request at a time. Movable.
 class PendingRecord {
@@ -57,6 +59,8 @@ class PendingRecord {
   // Thread: writer only. Stamps what the broker assigns.
   void Stamp(const MessageId& id, uint32_t queue, uint64_t offset,
              int64_t store_time_ms);
+  // When the message should become visible (Unix ms; 0: at once).
+  int64_t deliver_at_ms() const;
   // The serialized size in bytes (a multiple of 8). Stable after Encode.
   size_t size() const { return size_; }
   // Serializes into `out`, which has room for size() bytes.

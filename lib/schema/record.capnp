@@ -24,6 +24,9 @@ struct MessageRecord {
   bornTimeMs @7 :Int64;       # producer's clock, Unix milliseconds
   storeTimeMs @8 :Int64;      # broker's clock, Unix milliseconds
   body @9 :Data;
+  # When the message becomes visible (Unix ms; 0: at once). Set on delayed
+  # messages; kept on the record for transactions committed later.
+  deliverAtMs @10 :Int64;
 }
 
 # A topic definition: the value of meta key "topic/<name>".

@@ -276,6 +276,7 @@ absl::Status Env::CheckFormat(bool* fresh) {
     rc = mdb_dbi_open(txn, "txn_outcome", MDB_CREATE, &outcome_);
   }
   if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "timer", MDB_CREATE, &timer_);
+  if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "delay", MDB_CREATE, &delay_);
   if (rc != MDB_SUCCESS) {
     return fail(LmdbStatus(rc, absl::StrFormat("cannot open '%s'", dir_)));
   }

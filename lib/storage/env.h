@@ -76,6 +76,8 @@ class Env {
   MDB_dbi half_table() const { return half_; }
   MDB_dbi outcome_table() const { return outcome_; }
   MDB_dbi timer_table() const { return timer_; }
+  // Delayed messages (delay/delay_writer.h).
+  MDB_dbi delay_table() const { return delay_; }
 
   // Map size in bytes, and the bytes in use (the high-water mark of pages;
   // LMDB reuses freed pages below it) as of the last RefreshUsage. Both are
@@ -121,6 +123,7 @@ class Env {
   MDB_dbi half_ = 0;
   MDB_dbi outcome_ = 0;
   MDB_dbi timer_ = 0;
+  MDB_dbi delay_ = 0;
   int lock_fd_ = -1;
   uint64_t dir_key_[2] = {0, 0};
   bool registered_ = false;

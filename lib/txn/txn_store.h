@@ -40,6 +40,7 @@ namespace txmq {
 // Timer kinds (the timer table's kind byte).
 inline constexpr uint8_t kTimerCheckBack = 1;      // the next check of a txid
 inline constexpr uint8_t kTimerOutcomeExpiry = 2;  // forget a txid's outcome
+inline constexpr uint8_t kTimerDelivery = 3;       // deliver a delayed message
 
 struct TxnTables {
   MDB_dbi half = 0;

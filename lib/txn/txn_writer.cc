@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "delay/delay_writer.h"
 #include "log/append.h"
 #include "log/record_layout.h"
 #include "storage/keys.h"
@@ -37,10 +38,12 @@ absl::Duration CheckBackoff(const CheckPolicy& policy, uint32_t checks) {
 }
 
 TxnWriter::TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
-                     uint32_t run, absl::Duration outcome_retention)
+                     DelayWriter* delays, uint32_t run,
+                     absl::Duration outcome_retention)
     : tables_(tables),
       topics_(topics),
       timers_(timers),
+      delays_(delays),
       run_(run),
       retention_ms_(absl::ToInt64Milliseconds(outcome_retention)) {}
 
@@ -190,7 +193,12 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
   }
   const uint32_t queue = std::min(view->queue(), topic->queue_count() - 1);
   const TxnState state = half->state;  // `value` dies with the next write
-  absl::StatusOr<SendResult> sent = AppendToQueue(ctx, *topic, queue, *record);
+  // A delayed message, committed: it waits for its time like a delayed send.
+  const int64_t deliver_at_ms = record->deliver_at_ms();
+  absl::StatusOr<SendResult> sent =
+      deliver_at_ms > ctx.now_ms()
+          ? delays_->ApplyDelay(ctx, *topic, queue, *record, deliver_at_ms)
+          : AppendToQueue(ctx, *topic, queue, *record);
   if (!sent.ok()) return sent.status();
   TxnOutcome outcome{.kind = TxnOutcomeKind::kCommitted,
                      .resolved_ms = ctx.now_ms(),

@@ -41,13 +41,16 @@ class TimerSink {
   virtual void Rescan() = 0;
 };
 
+class DelayWriter;
+
 class TxnWriter {
  public:
   // `run` distinguishes this broker run in new transaction ids; outcomes are
   // kept `outcome_retention` after resolution. All pointers outlive the
   // TxnWriter.
   TxnWriter(TxnTables tables, TopicRegistry* topics, TimerSink* timers,
-            uint32_t run, absl::Duration outcome_retention);
+            DelayWriter* delays, uint32_t run,
+            absl::Duration outcome_retention);
 
   // Counts pending and exhausted transactions. Call once at open.
   absl::Status LoadCounts(MDB_txn* txn);
@@ -107,6 +110,7 @@ class TxnWriter {
   const TxnTables tables_;
   TopicRegistry* const topics_;
   TimerSink* const timers_;
+  DelayWriter* const delays_;
   const uint32_t run_;
   const int64_t retention_ms_;
   uint64_t sequence_ = 0;

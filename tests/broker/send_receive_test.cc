@@ -151,7 +151,7 @@ TEST_F(SendReceiveTest, MaxMessageBytesIsConfigurable) {
   options_.max_message_bytes = 1024;
   Reopen();
   EXPECT_TRUE(
-      producer_->Send({.topic = "t", .body = std::string(900, 'x')}).ok());
+      producer_->Send({.topic = "t", .body = std::string(800, 'x')}).ok());
   EXPECT_EQ(producer_->Send({.topic = "t", .body = std::string(1000, 'x')})
                 .status()
                 .code(),

@@ -92,6 +92,31 @@ TEST(RecordCodecTest, RefusesWhatBreaksALimit) {
   }
 }
 
+TEST(RecordCodecTest, DeliveryTimeIsKeptOnlyWhenAhead) {
+  const int64_t born = 1'700'000'000'000;
+  auto deliver_at_ms = [&](absl::Time at) -> absl::StatusOr<int64_t> {
+    absl::StatusOr<PendingRecord> r = PendingRecord::Encode(
+        Message{.topic = "t", .deliver_at = at}, born, 1024);
+    if (!r.ok()) return r.status();
+    return r->deliver_at_ms();
+  };
+  const absl::Time now = absl::FromUnixMillis(born);
+  EXPECT_EQ(*deliver_at_ms(absl::InfinitePast()), 0);
+  EXPECT_EQ(*deliver_at_ms(now), 0);
+  EXPECT_EQ(*deliver_at_ms(now - absl::Hours(1)), 0);
+  EXPECT_EQ(*deliver_at_ms(now + absl::Milliseconds(1)), born + 1);
+  EXPECT_EQ(*deliver_at_ms(now + kMaxDelay),
+            born + kMaxDelay / absl::Milliseconds(1));
+  absl::StatusOr<int64_t> too_far =
+      deliver_at_ms(now + kMaxDelay + absl::Milliseconds(1));
+  EXPECT_EQ(too_far.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(too_far.status().message()).find("366 days"),
+            std::string::npos)
+      << too_far.status();
+  EXPECT_EQ(deliver_at_ms(absl::InfiniteFuture()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RecordCodecTest, GarbageIsDataLossNotACrash) {
   std::unique_ptr<uint64_t[]> words(new uint64_t[4]);
   for (int i = 0; i < 4; ++i) words[i] = 0xdeadbeefcafebabeull * (i + 1);

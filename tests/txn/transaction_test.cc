@@ -16,17 +16,8 @@
 namespace txmq {
 namespace {
 
+using ::txmq::testing::Eventually;
 using ::txmq::testing::TempDir;
-
-// Polls `done` (real time) for up to 20 s.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return done();
-}
 
 class FnChecker final : public TransactionChecker {
  public:
