@@ -80,17 +80,44 @@ void TimerService::DrainInbox() {
     ops.swap(inbox_);
   }
   for (const Op& op : ops) {
+    const bool is_volatile = IsVolatileKind(op.target.kind);
+    if (is_volatile) CancelFar(op.target);
     if (op.due_ms == kCancel) {
       wheel_->Cancel(op.target);
     } else if (op.due_ms < loaded_until_) {
       wheel_->Add(Timer{op.due_ms, op.target});
     } else {
-      // Beyond the window: the disk row is the timer; it will be loaded.
-      // A replaced one may still be in the wheel: drop it.
+      // Beyond the window. A replaced one may still be in the wheel: drop
+      // it. A durable timer's disk row is the timer: it will be loaded.
       wheel_->Cancel(op.target);
+      if (is_volatile) {
+        far_.emplace(op.due_ms, op.target);
+        far_due_[op.target] = op.due_ms;
+      }
     }
   }
-  armed_.store(wheel_->size(), std::memory_order_relaxed);
+  armed_.store(wheel_->size() + far_due_.size(), std::memory_order_relaxed);
+}
+
+void TimerService::CancelFar(const TimerTarget& target) {
+  auto it = far_due_.find(target);
+  if (it == far_due_.end()) return;
+  for (auto [b, e] = far_.equal_range(it->second); b != e; ++b) {
+    if (b->second == target) {
+      far_.erase(b);
+      break;
+    }
+  }
+  far_due_.erase(it);
+}
+
+void TimerService::AdmitFar() {
+  while (!far_.empty() && far_.begin()->first < loaded_until_) {
+    auto first = far_.begin();
+    wheel_->Add(Timer{first->first, first->second});
+    far_due_.erase(first->second);
+    far_.erase(first);
+  }
 }
 
 bool TimerService::LoadUntil(int64_t until_ms) {
@@ -154,6 +181,7 @@ void TimerService::Run() {
     if (now + window_ms / 2 >= loaded_until_) {
       load_pending = !LoadUntil(now + window_ms);
       DrainInbox();  // changes committed after the load's snapshot
+      AdmitFar();
     }
     fired.clear();
     wheel_->Advance(now, &fired);
@@ -162,7 +190,7 @@ void TimerService::Run() {
     retry.clear();
     due.insert(due.end(), fired.begin(), fired.end());
     if (!due.empty() && due_) retry = due_(std::move(due));
-    armed_.store(wheel_->size(), std::memory_order_relaxed);
+    armed_.store(wheel_->size() + far_due_.size(), std::memory_order_relaxed);
 
     // Sleep until the next timer or load, or until woken.
     int64_t next = loaded_until_ - window_ms / 2;

@@ -18,19 +18,26 @@
 // committed before the snapshot is in it; one committed after reaches the
 // inbox after the load, when loaded_until already covers it.
 //
+// Volatile timers (a kind with bit 7 set, IsVolatileKind) have no disk row:
+// they are for in-memory state that a restart rebuilds anyway (a received
+// message's invisible time, the retention sweep). Those due beyond the
+// window wait in an ordered map until the window reaches them.
+//
 // Thread-safe: Schedule, Cancel, Rescan and Wake from any thread. The
-// wheel and the watermark belong to the timer thread.
+// wheel, the far map and the watermark belong to the timer thread.
 
 #ifndef TXMQ_LIB_TIMER_TIMER_SERVICE_H_
 #define TXMQ_LIB_TIMER_TIMER_SERVICE_H_
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/env.h"
@@ -39,6 +46,12 @@
 #include "txn/txn_writer.h"
 
 namespace txmq {
+
+// Kinds 128..255: timers without a row in the timer table.
+inline constexpr uint8_t kVolatileKind = 0x80;
+constexpr bool IsVolatileKind(uint8_t kind) {
+  return (kind & kVolatileKind) != 0;
+}
 
 class TimerService final : public TimerSink {
  public:
@@ -84,6 +97,10 @@ class TimerService final : public TimerSink {
   // Loads rows due in [loaded_until_, until_ms). False when the reader gate
   // was closed (try again later).
   bool LoadUntil(int64_t until_ms);
+  // Moves the far volatile timers that the window now covers into the
+  // wheel.
+  void AdmitFar();
+  void CancelFar(const TimerTarget& target);
   int64_t NowMs() const { return absl::ToUnixMillis(clock_->Now()); }
 
   Env* const env_;
@@ -109,6 +126,10 @@ class TimerService final : public TimerSink {
   // Thread: timer thread only.
   std::unique_ptr<TimerWheel> wheel_;
   int64_t loaded_until_ = INT64_MIN;
+  // Volatile timers due at or after loaded_until_: due -> target, and the
+  // due time of each target (one timer per target, as in the wheel).
+  std::multimap<int64_t, TimerTarget> far_;
+  absl::flat_hash_map<TimerTarget, int64_t> far_due_;
 
   std::atomic<size_t> armed_{0};
   std::atomic<uint64_t> loaded_{0};
