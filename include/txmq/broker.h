@@ -172,12 +172,41 @@ struct OffsetReset {
   absl::Time time;  // kTime only (the broker's clock)
 };
 
+// A message in a consumer group's dead-letter queue, copied out.
+struct DeadLetter {
+  // Where the message was first stored: its id, topic, queue and offset.
+  MessageId id;
+  std::string topic;
+  uint32_t queue = 0;
+  uint64_t offset = 0;
+  std::string key;
+  std::vector<std::string> tags;
+  std::vector<std::pair<std::string, std::string>> properties;
+  std::string body;
+  absl::Time born_time;
+  absl::Time store_time;  // the original store time
+  absl::Time dead_time;   // when it entered the dead-letter queue
+  // Redeliveries it had (the last failure was delivery 1 + this).
+  uint32_t reconsume_times = 0;
+  // Its offset in the dead-letter queue (topic "%DLQ%<group>", queue 0).
+  uint64_t dead_letter_offset = 0;
+};
+
+struct RedriveResult {
+  uint64_t redriven = 0;  // given back to the group
+  uint64_t dropped = 0;   // their topic was deleted
+};
+
 struct BrokerStats {
   uint64_t pending_transactions = 0;    // half messages awaiting resolution
   uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
   uint64_t checks = 0;                  // check-backs answered since Open
   uint64_t delayed_messages = 0;        // stored, waiting for deliver_at
-  size_t map_bytes = 0;                 // current map size
+  // Since Open: copies stored for redelivery (ReconsumeLater, or invisible
+  // time ran out), and messages moved to dead-letter queues.
+  uint64_t redeliveries = 0;
+  uint64_t dead_lettered = 0;
+  size_t map_bytes = 0;   // current map size
   size_t used_bytes = 0;  // high-water mark of pages in the data file
   uint64_t commits = 0;   // write transactions committed since Open
   uint64_t map_growths = 0;
@@ -258,6 +287,22 @@ class Broker {
   virtual absl::Status ResetGroup(std::string_view group,
                                   std::string_view topic,
                                   const OffsetReset& reset) = 0;
+
+  // Dead letters (include/txmq/consumer.h, "Retries"): the messages of
+  // `group` that failed every redelivery, oldest first, up to `limit`
+  // (those not re-driven yet). Errors: INVALID_ARGUMENT (bad name or limit
+  // 0), NOT_FOUND (the group has no dead-letter queue: no consumer of it
+  // was ever created).
+  virtual absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(
+      std::string_view group, size_t limit = 100) const = 0;
+  // Gives up to `max` dead letters of `group` (oldest first) back to the
+  // group: each is delivered again at once through the group's retry queue
+  // for its topic, with reconsume_times 0 (a fresh set of retries), to
+  // this group only. One transaction: a crash re-drives all or none.
+  // Dead letters whose topic was deleted are dropped. Errors: as for
+  // ListDeadLetters.
+  virtual absl::StatusOr<RedriveResult> RedriveDeadLetters(
+      std::string_view group, size_t max = SIZE_MAX) = 0;
 
   // Transactional messages (include/txmq/transaction.h).
   //

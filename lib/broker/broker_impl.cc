@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/consumer_impl.h"
 #include "broker/core.h"
+#include "broker/dead_letters.h"
 #include "broker/group_admin.h"
 #include "broker/producer_impl.h"
 #include "broker/transaction_impl.h"
@@ -150,7 +151,9 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
   std::vector<Timer> expired;
   std::vector<Timer> deliveries;
   for (const Timer& t : due) {
-    if (t.target.kind == kTimerCheckBack) {
+    if (t.target.kind == kTimerLeaseExpiry) {
+      core->redelivery->OnExpiry(t.target);
+    } else if (t.target.kind == kTimerCheckBack) {
       checks.push_back(TransactionId::FromBytes(t.target.id));
     } else if (t.target.kind == kTimerOutcomeExpiry) {
       expired.push_back(t);
@@ -307,6 +310,9 @@ class BrokerImpl final : public Broker {
     core_.checks = std::make_unique<CheckService>(
         core_.env.get(), core_.txns.get(), core_.writer.get(),
         core_.timers.get(), core_.clock);
+    core_.redelivery = std::make_unique<Redelivery>(
+        core_.writer.get(), core_.groups.get(), core_.delays.get(),
+        core_.timers.get(), core_.clock);
     // Recovery: the first load of the timer table re-arms every pending
     // check-back.
     core_.timers->Start();
@@ -372,18 +378,37 @@ class BrokerImpl final : public Broker {
     return RunWrite(
         *core_.writer,
         [&](WriteContext& ctx) -> absl::Status {
-          TXMQ_RETURN_IF_ERROR(core_.topics->ApplyDelete(
-              ctx, name, [groups = core_.groups.get()](const Topic& topic) {
-                groups->ForgetTopic(topic);
-              }));
-          if (int rc = DeleteTopicCursors(ctx.txn(), core_.env->cursor_table(),
-                                          name);
-              rc != MDB_SUCCESS) {
-            return ctx.Fail(rc, "cannot delete the topic's consumer offsets");
+          // The topic, and the retry topics of its groups.
+          std::vector<std::string> names = {std::string(name)};
+          for (const auto& topic : core_.topics->All()) {
+            if (IsRetryTopicOf(topic->name(), name)) {
+              names.push_back(topic->name());
+            }
+          }
+          for (const std::string& doomed : names) {
+            TXMQ_RETURN_IF_ERROR(core_.topics->ApplyDelete(
+                ctx, doomed, [groups = core_.groups.get()](const Topic& topic) {
+                  groups->ForgetTopic(topic);
+                }));
+            if (int rc = DeleteTopicCursors(ctx.txn(),
+                                            core_.env->cursor_table(), doomed);
+                rc != MDB_SUCCESS) {
+              return ctx.Fail(rc, "cannot delete the topic's consumer offsets");
+            }
           }
           return absl::OkStatus();
         },
         /*exclusive=*/true);
+  }
+
+  absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(
+      std::string_view group, size_t limit) const override {
+    return ListGroupDeadLetters(core_, group, limit);
+  }
+
+  absl::StatusOr<RedriveResult> RedriveDeadLetters(std::string_view group,
+                                                   size_t max) override {
+    return RedriveGroupDeadLetters(core_, group, max);
   }
 
   std::vector<TopicInfo> ListTopics() const override {
@@ -416,10 +441,34 @@ class BrokerImpl final : public Broker {
     if (topic == nullptr) return NoSuchTopic(topic_name);
     TXMQ_ASSIGN_OR_RETURN(TagFilter filter,
                           TagFilter::Parse(options.tag_filter));
+    if (options.invisible_duration < absl::Milliseconds(1)) {
+      return absl::InvalidArgumentError(
+          "ConsumerOptions::invisible_duration must be at least 1 ms");
+    }
+    for (absl::Duration d : options.retry.backoff) {
+      if (d < absl::ZeroDuration() || d > kMaxDelay) {
+        return absl::InvalidArgumentError(
+            "RetryPolicy::backoff entries must be between 0 and 366 days");
+      }
+    }
+    // The group's retry queue for the topic and its dead-letter queue.
+    TXMQ_ASSIGN_OR_RETURN(
+        std::shared_ptr<Topic> retry,
+        EnsureOwnTopic(RetryTopicName(group, topic_name), topic));
+    TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<Topic> dead_letter,
+                          EnsureOwnTopic(DeadLetterTopicName(group), nullptr));
     TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<GroupState> state,
                           core_.groups->Get(group, topic, options.start_from));
+    TXMQ_ASSIGN_OR_RETURN(
+        std::shared_ptr<GroupState> retry_state,
+        core_.groups->Get(group, retry, StartFrom::kEarliest));
+    const RedeliveryTargets targets{
+        .retry = retry, .dead_letter = dead_letter, .policy = options.retry};
+    state->SetTargets(targets);
+    retry_state->SetTargets(targets);
     return std::unique_ptr<Consumer>(
-        new LocalConsumer(&core_, std::move(state), std::move(filter)));
+        new LocalConsumer(&core_, std::move(state), std::move(retry_state),
+                          std::move(filter), options.invisible_duration));
   }
 
   absl::Status Sync() override {
@@ -441,12 +490,48 @@ class BrokerImpl final : public Broker {
     stats.exhausted_transactions = core_.txns->exhausted();
     stats.checks = core_.checks->checks();
     stats.delayed_messages = core_.delays->pending();
+    stats.redeliveries = core_.redelivery->redeliveries();
+    stats.dead_lettered = core_.redelivery->dead_lettered();
     return stats;
   }
 
   const std::string& dir() const override { return core_.env->dir(); }
 
  private:
+  // The broker's own topic `name` (one queue), created if missing; for
+  // topic `of` (when given), which must not be deleted meanwhile
+  // (NOT_FOUND).
+  absl::StatusOr<std::shared_ptr<Topic>> EnsureOwnTopic(
+      const std::string& name, const std::shared_ptr<Topic>& of) {
+    if (std::shared_ptr<Topic> topic = core_.topics->Find(name)) return topic;
+    absl::Status s = RunWrite(
+        *core_.writer,
+        [&](WriteContext& ctx) -> absl::Status {
+          // Checked in the writer: a deletion of `of` that committed
+          // before is visible here, and one after it deletes this too.
+          if (of != nullptr && of->deleted()) {
+            return absl::NotFoundError(
+                absl::StrFormat("topic '%s' was deleted", of->name()));
+          }
+          return core_.topics->ApplyCreate(ctx, name, 1);
+        },
+        /*exclusive=*/true);
+    if (absl::IsNotFound(s)) return s;
+    if (!s.ok() && !absl::IsAlreadyExists(s)) {
+      return absl::Status(
+          s.code(),
+          absl::StrFormat("cannot create '%s', which a consumer group needs "
+                          "for its retries and dead letters: %s",
+                          name, std::string(s.message())));
+    }
+    std::shared_ptr<Topic> topic = core_.topics->Find(name);
+    if (topic == nullptr) {  // deleted with `of` right after
+      return absl::NotFoundError(absl::StrFormat(
+          "topic '%s' was deleted", of != nullptr ? of->name() : name));
+    }
+    return topic;
+  }
+
   BrokerCore core_;
 };
 

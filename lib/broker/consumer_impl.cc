@@ -72,11 +72,26 @@ constexpr absl::Duration kClosedGateSlice = absl::Milliseconds(5);
 
 LocalConsumer::LocalConsumer(BrokerCore* core,
                              std::shared_ptr<GroupState> state,
-                             TagFilter filter)
+                             std::shared_ptr<GroupState> retry,
+                             TagFilter filter,
+                             absl::Duration invisible_duration)
     : core_(core),
       state_(std::move(state)),
+      retry_(std::move(retry)),
+      queue_count_(state_->topic()->queue_count()),
       txns_(std::make_shared<ReadTxnCache>(core->env->env())),
-      filter_(std::move(filter)) {}
+      filter_(std::move(filter)),
+      invisible_ms_(invisible_duration == absl::InfiniteDuration()
+                        ? INT64_MAX
+                        : absl::ToInt64Milliseconds(invisible_duration)),
+      id_(core->next_consumer_id.fetch_add(1, std::memory_order_relaxed)) {}
+
+LocalConsumer::~LocalConsumer() {
+  for (uint32_t i = 0; i <= queue_count_; ++i) {
+    StateOf(i).cursor(QueueOf(i)).ReturnOwned(id_);
+  }
+  core_->signal.Notify();  // waiting consumers: look again
+}
 
 absl::Status LocalConsumer::Filter(std::vector<MessageView>& views) {
   if (filter_.accepts_all()) return absl::OkStatus();
@@ -86,11 +101,7 @@ absl::Status LocalConsumer::Filter(std::vector<MessageView>& views) {
       views[kept++] = views[i];
       continue;
     }
-    if (absl::Status s = AckRange(views[i].queue(), views[i].offset(),
-                                  views[i].offset() + 1);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = Ack(views[i]); !s.ok()) return s;
   }
   views.resize(kept);
   return absl::OkStatus();
@@ -110,7 +121,6 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     return absl::InvalidArgumentError("Receive needs max_messages >= 1");
   }
   const absl::Time deadline = absl::Now() + wait;
-  const Topic& topic = *state_->topic();
   MapGate& gate = core_->env->gate();
   while (true) {
     if (absl::Status s = CheckTopic(); !s.ok()) return s;
@@ -132,10 +142,13 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     // Load the queue ends BEFORE beginning the transaction: the writer
     // publishes an end only after its commit, so a snapshot begun after the
     // load holds every offset below it.
-    const uint32_t n = topic.queue_count();
-    absl::InlinedVector<uint64_t, 16> limits(n);
-    for (uint32_t q = 0; q < n; ++q) {
-      limits[q] = topic.queue(q).end.load(std::memory_order_acquire);
+    const uint32_t n = queue_count_ + 1;  // and the retry queue
+    absl::InlinedVector<uint64_t, 17> limits(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      limits[i] = StateOf(i)
+                      .topic()
+                      ->queue(QueueOf(i))
+                      .end.load(std::memory_order_acquire);
     }
     MDB_txn* txn = nullptr;
     if (int rc = txns_->Acquire(&txn); rc != MDB_SUCCESS) {
@@ -146,12 +159,20 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
 
     std::vector<Claim> claims;
     uint64_t remaining = max_messages;
-    for (uint32_t i = 0; i < n && remaining > 0; ++i) {
-      const uint32_t q = (next_queue_ + i) % n;
-      auto [begin, end] = state_->cursor(q).Claim(remaining, limits[q]);
+    const int64_t deadline_ms =
+        invisible_ms_ == INT64_MAX
+            ? INT64_MAX
+            : absl::ToUnixMillis(core_->clock->Now()) + invisible_ms_;
+    for (uint32_t k = 0; k < n && remaining > 0; ++k) {
+      const uint32_t i = (next_queue_ + k) % n;
+      QueueCursor& cursor = StateOf(i).cursor(QueueOf(i));
+      auto [begin, end] = cursor.Claim(remaining, limits[i]);
       if (begin < end) {
-        claims.push_back({q, begin, end});
+        claims.push_back({i, begin, end});
         remaining -= end - begin;
+        if (cursor.Lease(begin, end, deadline_ms, id_)) {
+          core_->redelivery->Arm(StateOf(i), QueueOf(i), deadline_ms);
+        }
       }
     }
     next_queue_ = (next_queue_ + 1) % n;
@@ -178,7 +199,9 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
         // (after a repair) gets them, and the committed offsets can still
         // advance past them.
         for (const Claim& c : claims) {
-          state_->cursor(c.queue).Unclaim(c.begin, c.end);
+          QueueCursor& cursor = StateOf(c.queue).cursor(QueueOf(c.queue));
+          for (uint64_t o = c.begin; o < c.end; ++o) cursor.Release(o);
+          cursor.Unclaim(c.begin, c.end);
         }
         return s;
       }
@@ -198,9 +221,11 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
                                       LocalBatchResources& resources,
                                       std::vector<MessageView>& views,
                                       uint64_t* copied) {
-  const Topic& topic = *state_->topic();
+  const Topic& topic = *StateOf(claim.queue).topic();
+  const uint32_t queue = QueueOf(claim.queue);
+  const bool copies = claim.queue == queue_count_;
   MDB_cursor* cursor = nullptr;
-  if (int rc = mdb_cursor_open(txn, topic.queue(claim.queue).dbi, &cursor);
+  if (int rc = mdb_cursor_open(txn, topic.queue(queue).dbi, &cursor);
       rc != MDB_SUCCESS) {
     return LmdbStatus(rc, "cannot read a queue");
   }
@@ -221,7 +246,7 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
       return absl::DataLossError(absl::StrFormat(
           "message %d of queue %d of topic '%s' is missing (%s); the data "
           "file is damaged (run 'txmq verify')",
-          offset, claim.queue, topic.name(), mdb_strerror(rc)));
+          offset, queue, topic.name(), mdb_strerror(rc)));
     }
     std::string_view record(static_cast<const char*>(v.mv_data), v.mv_size);
     if (reinterpret_cast<uintptr_t>(record.data()) % 8 != 0) {
@@ -241,8 +266,12 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
       __builtin_prefetch(records_[i + kPrefetchAhead].data() + 64);
     }
     MessageView& view = views.emplace_back();
-    if (absl::Status s = internal::MessageViewDecoder::Decode(
-            records_[i], topic.name(), &view);
+    // Views carry the consumer's topic name, copies too.
+    const std::string& name = state_->topic()->name();
+    if (absl::Status s = copies ? internal::MessageViewDecoder::DecodeCopy(
+                                      records_[i], name, claim.begin + i, &view)
+                                : internal::MessageViewDecoder::Decode(
+                                      records_[i], name, &view);
         !s.ok()) {
       return s;
     }
@@ -250,20 +279,34 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
   return absl::OkStatus();
 }
 
-absl::Status LocalConsumer::AckRange(uint32_t queue, uint64_t begin,
-                                     uint64_t end) {
+absl::Status LocalConsumer::AckIn(uint32_t i, uint64_t begin, uint64_t end) {
   if (absl::Status s = CheckTopic(); !s.ok()) return s;
-  if (queue >= state_->topic()->queue_count()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "topic '%s' has no queue %d", state_->topic()->name(), queue));
-  }
-  QueueCursor& cursor = state_->cursor(queue);
+  QueueCursor& cursor = StateOf(i).cursor(QueueOf(i));
   absl::StatusOr<bool> advanced = cursor.Ack(begin, end);
   if (!advanced.ok()) return advanced.status();
   if (*advanced && cursor.MarkDirty()) {
-    core_->groups->SchedulePersist(state_, queue);
+    core_->groups->SchedulePersist(SharedStateOf(i), QueueOf(i));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<uint32_t, uint64_t>> LocalConsumer::Locate(
+    const MessageView& message) const {
+  if (!OwnTopic(message)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "message of topic '%s' given to a consumer of topic '%s'",
+        std::string(message.topic()), state_->topic()->name()));
+  }
+  const uint64_t copy = internal::MessageViewDecoder::CopyOffset(message);
+  if (copy != internal::MessageViewDecoder::kNotACopy) {
+    return std::make_pair(queue_count_, copy);
+  }
+  if (message.queue() >= queue_count_) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("topic '%s' has no queue %d", state_->topic()->name(),
+                        message.queue()));
+  }
+  return std::make_pair(message.queue(), message.offset());
 }
 
 bool LocalConsumer::OwnTopic(const MessageView& message) const {
@@ -274,12 +317,9 @@ bool LocalConsumer::OwnTopic(const MessageView& message) const {
 }
 
 absl::Status LocalConsumer::Ack(const MessageView& message) {
-  if (!OwnTopic(message)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "message of topic '%s' acknowledged to a consumer of topic '%s'",
-        std::string(message.topic()), state_->topic()->name()));
-  }
-  return AckRange(message.queue(), message.offset(), message.offset() + 1);
+  absl::StatusOr<std::pair<uint32_t, uint64_t>> at = Locate(message);
+  if (!at.ok()) return at.status();
+  return AckIn(at->first, at->second, at->second + 1);
 }
 
 absl::Status LocalConsumer::Ack(const ReceivedBatch& batch) {
@@ -289,36 +329,69 @@ absl::Status LocalConsumer::Ack(const ReceivedBatch& batch) {
           dynamic_cast<const LocalBatchResources*>(batch.resources());
       local != nullptr && local->owner() == state_.get()) {
     for (const Claim& claim : local->claims()) {
-      if (absl::Status s = AckRange(claim.queue, claim.begin, claim.end);
+      if (absl::Status s = AckIn(claim.queue, claim.begin, claim.end);
           !s.ok()) {
         return s;
       }
     }
     return absl::OkStatus();
   }
-  // Consecutive offsets of one queue are acknowledged as one range.
-  size_t i = 0;
-  const std::vector<MessageView>& views = batch.messages();
-  while (i < views.size()) {
-    if (!OwnTopic(views[i])) return Ack(views[i]);
-    size_t j = i + 1;
-    while (j < views.size() && views[j].queue() == views[i].queue() &&
-           views[j].offset() == views[j - 1].offset() + 1 &&
-           OwnTopic(views[j])) {
-      ++j;
-    }
-    if (absl::Status s = AckRange(views[i].queue(), views[i].offset(),
-                                  views[j - 1].offset() + 1);
-        !s.ok()) {
-      return s;
-    }
-    i = j;
+  for (const MessageView& view : batch) {
+    if (absl::Status s = Ack(view); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
 absl::Status LocalConsumer::Ack(uint32_t queue, uint64_t offset) {
-  return AckRange(queue, offset, offset + 1);
+  if (queue >= queue_count_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "topic '%s' has no queue %d", state_->topic()->name(), queue));
+  }
+  return AckIn(queue, offset, offset + 1);
+}
+
+absl::Status LocalConsumer::ReconsumeLater(
+    const MessageView& message, std::optional<absl::Duration> delay) {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  if (delay.has_value() && *delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ReconsumeLater needs a delay >= 0");
+  }
+  absl::StatusOr<std::pair<uint32_t, uint64_t>> at = Locate(message);
+  if (!at.ok()) return at.status();
+  const auto [i, offset] = *at;
+  QueueCursor& cursor = StateOf(i).cursor(QueueOf(i));
+  if (!cursor.Release(offset)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "message %s is %s", message.id().ToString(),
+        cursor.IsAcked(offset)
+            ? "acknowledged already"
+            : "being delivered again already (its invisible time ran out)"));
+  }
+  core_->redelivery->Requeue(SharedStateOf(i), QueueOf(i), {offset}, delay);
+  return absl::OkStatus();
+}
+
+absl::Status LocalConsumer::ChangeInvisibleDuration(const MessageView& message,
+                                                    absl::Duration duration) {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  if (duration < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError("an invisible duration is at least 1 ms");
+  }
+  absl::StatusOr<std::pair<uint32_t, uint64_t>> at = Locate(message);
+  if (!at.ok()) return at.status();
+  const auto [i, offset] = *at;
+  const int64_t deadline_ms =
+      duration == absl::InfiniteDuration()
+          ? INT64_MAX
+          : absl::ToUnixMillis(core_->clock->Now() + duration);
+  bool arm = false;
+  if (absl::Status s =
+          StateOf(i).cursor(QueueOf(i)).Extend(offset, deadline_ms, &arm);
+      !s.ok()) {
+    return s;
+  }
+  if (arm) core_->redelivery->Arm(StateOf(i), QueueOf(i), deadline_ms);
+  return absl::OkStatus();
 }
 
 absl::Status LocalConsumer::Flush() {

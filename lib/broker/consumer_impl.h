@@ -1,8 +1,14 @@
 // LocalConsumer: the in-process Consumer (include/txmq/consumer.h).
 //
 // Receive: pass the MapGate, take a read transaction, claim offsets from
-// the group's QueueCursors (lock-free), and read the claimed records in
-// place. The batch keeps the gate pass and the transaction until it dies.
+// the group's QueueCursors (lock-free), lease them for the invisible
+// duration, and read the claimed records in place. The batch keeps the
+// gate pass and the transaction until it dies.
+//
+// A consumer reads two group states: the topic's queues, and after them
+// the group's retry queue for the topic ("%RETRY%<group>%<topic>", one
+// queue), whose copies it decodes with their origin (the view's copy
+// offset says where to acknowledge them).
 
 #ifndef TXMQ_LIB_BROKER_CONSUMER_IMPL_H_
 #define TXMQ_LIB_BROKER_CONSUMER_IMPL_H_
@@ -25,24 +31,49 @@ struct Claim;
 
 class LocalConsumer final : public Consumer {
  public:
+  // `state` and `retry` are the group's states on the topic and on its
+  // retry topic.
   LocalConsumer(BrokerCore* core, std::shared_ptr<GroupState> state,
-                TagFilter filter);
+                std::shared_ptr<GroupState> retry, TagFilter filter,
+                absl::Duration invisible_duration);
+  // Hands the leases of what it received and did not acknowledge back to
+  // the group, so that the other consumers get those messages now.
+  ~LocalConsumer() override;
 
   absl::StatusOr<ReceivedBatch> Receive(size_t max_messages,
                                         absl::Duration wait) override;
   absl::Status Ack(const MessageView& message) override;
   absl::Status Ack(const ReceivedBatch& batch) override;
   absl::Status Ack(uint32_t queue, uint64_t offset) override;
+  absl::Status ReconsumeLater(const MessageView& message,
+                              std::optional<absl::Duration> delay) override;
+  absl::Status ChangeInvisibleDuration(const MessageView& message,
+                                       absl::Duration duration) override;
   absl::Status Flush() override;
   absl::StatusOr<uint64_t> CommittedOffset(uint32_t queue) const override;
   const std::string& group() const override { return state_->group(); }
   const std::string& topic() const override { return state_->topic()->name(); }
 
  private:
+  // Queue `i` of the claim space: the topic's queues 0..n-1, then the
+  // retry queue as n.
+  GroupState& StateOf(uint32_t i) const {
+    return i < queue_count_ ? *state_ : *retry_;
+  }
+  const std::shared_ptr<GroupState>& SharedStateOf(uint32_t i) const {
+    return i < queue_count_ ? state_ : retry_;
+  }
+  uint32_t QueueOf(uint32_t i) const { return i < queue_count_ ? i : 0; }
+
   absl::Status ReadClaim(MDB_txn* txn, const Claim& claim,
                          LocalBatchResources& resources,
                          std::vector<MessageView>& views, uint64_t* copied);
-  absl::Status AckRange(uint32_t queue, uint64_t begin, uint64_t end);
+  // Acknowledges [begin, end) of claim-space queue `i`.
+  absl::Status AckIn(uint32_t i, uint64_t begin, uint64_t end);
+  // The claim-space queue and offset a view of this consumer's topic was
+  // read from. INVALID_ARGUMENT for another topic's message.
+  absl::StatusOr<std::pair<uint32_t, uint64_t>> Locate(
+      const MessageView& message) const;
   absl::Status CheckTopic() const;
   // Drops the views the tag filter rejects, acknowledging them.
   absl::Status Filter(std::vector<MessageView>& views);
@@ -50,8 +81,12 @@ class LocalConsumer final : public Consumer {
 
   BrokerCore* const core_;
   const std::shared_ptr<GroupState> state_;
+  const std::shared_ptr<GroupState> retry_;
+  const uint32_t queue_count_;
   const std::shared_ptr<ReadTxnCache> txns_;
   const TagFilter filter_;
+  const int64_t invisible_ms_;  // INT64_MAX: never expires
+  const uint64_t id_;           // the owner of this consumer's leases
   uint32_t next_queue_ = 0;
   std::vector<std::string_view> records_;  // ReadClaim's scratch
 };

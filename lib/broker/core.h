@@ -15,6 +15,7 @@
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
+#include "retry/redelivery.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
 #include "topic/topic_registry.h"
@@ -44,7 +45,11 @@ struct BrokerCore {
   std::unique_ptr<Writer> writer;
   std::unique_ptr<GroupRegistry> groups;
   std::unique_ptr<CheckService> checks;
+  std::unique_ptr<Redelivery> redelivery;
   CallbackRunner callbacks;
+
+  // Consumer ids (the owners of leases); 0 is the broker's own.
+  std::atomic<uint64_t> next_consumer_id{1};
 
   std::atomic<uint64_t> zero_copy_reads{0};
   std::atomic<uint64_t> copied_reads{0};

@@ -54,8 +54,8 @@ class PersistRequest : public WriteRequest {
 }  // namespace
 
 GroupState::GroupState(std::string group, std::shared_ptr<Topic> topic,
-                       const std::vector<uint64_t>& committed)
-    : group_(std::move(group)), topic_(std::move(topic)) {
+                       const std::vector<uint64_t>& committed, uint64_t serial)
+    : group_(std::move(group)), topic_(std::move(topic)), serial_(serial) {
   for (uint64_t offset : committed) {
     cursors_.push_back(std::make_unique<QueueCursor>(offset));
   }
@@ -98,10 +98,14 @@ absl::StatusOr<std::shared_ptr<GroupState>> GroupRegistry::Get(
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  auto state =
-      std::make_shared<GroupState>(std::string(group), topic, committed);
   absl::MutexLock lock(&mu_);
+  auto state = std::make_shared<GroupState>(std::string(group), topic,
+                                            committed, next_serial_++);
+  if (auto it = states_.find(key); it != states_.end()) {
+    by_serial_.erase(it->second->serial());  // of a deleted topic
+  }
   states_[key] = state;
+  by_serial_[state->serial()] = state;
   return state;
 }
 
@@ -181,10 +185,17 @@ absl::Status GroupRegistry::Reset(std::string_view group,
   });
 }
 
+std::shared_ptr<GroupState> GroupRegistry::FindBySerial(uint64_t serial) const {
+  absl::MutexLock lock(&mu_);
+  auto it = by_serial_.find(serial);
+  return it == by_serial_.end() ? nullptr : it->second;
+}
+
 void GroupRegistry::ForgetTopic(const Topic& topic) {
   absl::MutexLock lock(&mu_);
   for (auto it = states_.begin(); it != states_.end();) {
     if (it->second->topic().get() == &topic) {
+      by_serial_.erase(it->second->serial());
       states_.erase(it++);
     } else {
       ++it;

@@ -46,6 +46,7 @@ void QueueCursor::Reset(uint64_t offset) {
   absl::MutexLock lock(&mu_);
   acked_ = offset;
   ranges_.clear();
+  leases_.Clear();
   returned_.clear();
   has_returned_.store(false, std::memory_order_release);
   next_.store(offset, std::memory_order_relaxed);
@@ -53,10 +54,86 @@ void QueueCursor::Reset(uint64_t offset) {
 }
 
 void QueueCursor::Unclaim(uint64_t begin, uint64_t end) {
-  if (begin >= end) return;
   absl::MutexLock lock(&mu_);
+  UnclaimLocked(begin, end);
+}
+
+void QueueCursor::UnclaimLocked(uint64_t begin, uint64_t end) {
+  if (begin >= end) return;
   returned_.emplace(begin, end);
   has_returned_.store(true, std::memory_order_release);
+}
+
+bool QueueCursor::Lease(uint64_t begin, uint64_t end, int64_t deadline_ms,
+                        uint64_t owner) {
+  absl::MutexLock lock(&mu_);
+  begin = std::max(begin, acked_);  // acknowledged already (a quick Ack)
+  if (begin >= end) return false;
+  leases_.Add(begin, end, deadline_ms, owner);
+  if (deadline_ms >= armed_ms_) return false;
+  armed_ms_ = deadline_ms;
+  return true;
+}
+
+absl::Status QueueCursor::Extend(uint64_t offset, int64_t deadline_ms,
+                                 bool* arm) {
+  absl::MutexLock lock(&mu_);
+  *arm = false;
+  if (!leases_.Extend(offset, deadline_ms)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "offset %d is not invisible any more: it was acknowledged, or its "
+        "invisible time ran out and it is being delivered again",
+        offset));
+  }
+  if (deadline_ms < armed_ms_) {
+    armed_ms_ = deadline_ms;
+    *arm = true;
+  }
+  return absl::OkStatus();
+}
+
+bool QueueCursor::Release(uint64_t offset) {
+  absl::MutexLock lock(&mu_);
+  return leases_.Remove(offset);
+}
+
+int64_t QueueCursor::TakeExpired(int64_t now_ms,
+                                 std::vector<OffsetRange>* unacked) {
+  absl::MutexLock lock(&mu_);
+  std::vector<OffsetRange> expired;
+  leases_.TakeExpired(now_ms, &expired);
+  for (const OffsetRange& r : expired) AppendUnacked(r.begin, r.end, unacked);
+  armed_ms_ = leases_.earliest_deadline().value_or(INT64_MAX);
+  return armed_ms_;
+}
+
+void QueueCursor::ReturnOwned(uint64_t owner) {
+  absl::MutexLock lock(&mu_);
+  std::vector<OffsetRange> owned, unacked;
+  leases_.TakeOwned(owner, &owned);
+  for (const OffsetRange& r : owned) AppendUnacked(r.begin, r.end, &unacked);
+  for (const OffsetRange& r : unacked) UnclaimLocked(r.begin, r.end);
+}
+
+bool QueueCursor::IsAcked(uint64_t offset) {
+  absl::MutexLock lock(&mu_);
+  if (offset < acked_) return true;
+  auto it = ranges_.upper_bound(offset);
+  return it != ranges_.begin() && offset < std::prev(it)->second;
+}
+
+void QueueCursor::AppendUnacked(uint64_t begin, uint64_t end,
+                                std::vector<OffsetRange>* out) {
+  begin = std::max(begin, acked_);
+  // ranges_ is sorted and disjoint: walk the acknowledged ranges that
+  // overlap [begin, end) and emit the gaps between them.
+  auto it = ranges_.upper_bound(begin);
+  if (it != ranges_.begin() && std::prev(it)->second > begin) --it;
+  for (; begin < end && it != ranges_.end() && it->first < end; ++it) {
+    if (it->first > begin) out->push_back({begin, it->first});
+    begin = std::max(begin, it->second);
+  }
+  if (begin < end) out->push_back({begin, end});
 }
 
 absl::StatusOr<bool> QueueCursor::Ack(uint64_t begin, uint64_t end) {
@@ -91,6 +168,7 @@ absl::StatusOr<bool> QueueCursor::Ack(uint64_t begin, uint64_t end) {
       it = ranges_.erase(it);
     }
     ranges_.emplace(begin, end);
+    leases_.DropWithin(begin, end);
     return false;
   }
   // acked_ moved: absorb the ranges it now reaches.
@@ -98,6 +176,7 @@ absl::StatusOr<bool> QueueCursor::Ack(uint64_t begin, uint64_t end) {
        it = ranges_.erase(it)) {
     acked_ = std::max(acked_, it->second);
   }
+  leases_.DropBelow(acked_);
   committed_.store(acked_, std::memory_order_seq_cst);
   return true;
 }

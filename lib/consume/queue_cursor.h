@@ -10,8 +10,14 @@
 // Ack() records processed offsets; `committed` is the first offset not yet
 // acknowledged, i.e. the group's progress, and is what the writer persists.
 //
-// Thread-safe. Claim is lock-free; Ack takes a per-queue mutex (never a
-// group-wide or broker-wide one).
+// Invisible time: a consumer leases what it claimed until a deadline
+// (LeaseTable); acknowledging ends the lease, and when a deadline passes
+// the broker takes the lease (TakeExpired) and redelivers what is still
+// unacknowledged. A consumer that goes away hands its leases back
+// (ReturnOwned): the next Claim of any consumer gets them first.
+//
+// Thread-safe. Claim is lock-free; Ack and the lease calls take a per-queue
+// mutex (never a group-wide or broker-wide one).
 
 #ifndef TXMQ_LIB_CONSUME_QUEUE_CURSOR_H_
 #define TXMQ_LIB_CONSUME_QUEUE_CURSOR_H_
@@ -20,10 +26,12 @@
 #include <cstdint>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "consume/lease_table.h"
 
 namespace txmq {
 
@@ -50,6 +58,30 @@ class QueueCursor {
   // Moves the cursor: everything below `offset` counts as acknowledged and
   // the next claim starts there. Outstanding claims are forgotten.
   void Reset(uint64_t offset);
+
+  // Leases [begin, end), just claimed by consumer `owner`, until
+  // `deadline_ms`. Returns true when the caller must arm this queue's expiry
+  // timer at `deadline_ms` (it is earlier than the one armed).
+  bool Lease(uint64_t begin, uint64_t end, int64_t deadline_ms, uint64_t owner);
+  // Moves the deadline of the leased `offset` to `deadline_ms`; `*arm` as
+  // for Lease. Errors: FAILED_PRECONDITION when `offset` is not leased
+  // (acknowledged, or its invisible time ran out already).
+  absl::Status Extend(uint64_t offset, int64_t deadline_ms, bool* arm);
+  // Ends the lease of `offset` without acknowledging it (the broker
+  // redelivers it now). False when it was not leased.
+  bool Release(uint64_t offset);
+  // Takes the leases due at `now_ms` and appends their unacknowledged
+  // offsets. Returns the earliest remaining deadline (INT64_MAX: none),
+  // which the caller arms the timer for.
+  int64_t TakeExpired(int64_t now_ms, std::vector<OffsetRange>* unacked);
+  // Ends the leases of `owner` and hands their unacknowledged offsets back
+  // (Unclaim), so that other consumers get them now.
+  void ReturnOwned(uint64_t owner);
+  bool IsAcked(uint64_t offset);
+  size_t leases() {
+    absl::MutexLock lock(&mu_);
+    return leases_.size();
+  }
 
   // Every offset below it is acknowledged.
   uint64_t committed() const {
@@ -90,6 +122,16 @@ class QueueCursor {
   std::map<uint64_t, uint64_t> ranges_ ABSL_GUARDED_BY(mu_);
   // Ranges handed back by Unclaim: begin -> end.
   std::map<uint64_t, uint64_t> returned_ ABSL_GUARDED_BY(mu_);
+  LeaseTable leases_ ABSL_GUARDED_BY(mu_);
+  // The deadline this queue's expiry timer is armed for (INT64_MAX: none).
+  int64_t armed_ms_ ABSL_GUARDED_BY(mu_) = INT64_MAX;
+
+  // Appends the parts of [begin, end) not acknowledged.
+  void AppendUnacked(uint64_t begin, uint64_t end,
+                     std::vector<OffsetRange>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnclaimLocked(uint64_t begin, uint64_t end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace txmq
