@@ -89,8 +89,28 @@ struct RetryPolicy {
   }
 };
 
+// How the consumers of one group share a topic.
+enum class MessageModel {
+  // Each message goes to one consumer of the group (competing consumers).
+  kClustering,
+  // Every consumer of the group gets every message: each consumer is an
+  // instance of the group with progress, retries and dead letters of its
+  // own, kept under the group name "<group>%<instance>" (ListGroups shows
+  // it so; its retry and dead-letter queues are "%RETRY%<group>%<instance>
+  // %<topic>" and "%DLQ%<group>%<instance>").
+  kBroadcasting,
+};
+
 struct ConsumerOptions {
   StartFrom start_from = StartFrom::kEarliest;
+  MessageModel model = MessageModel::kClustering;
+  // Broadcasting only: the instance's name (as a group name: letters,
+  // digits, '_', '-', '.'), so that a restarted process resumes where the
+  // instance stopped. Empty: the lowest number ("0", "1", ...) that no
+  // live broadcasting consumer of the group and topic in this process
+  // uses, so the i-th consumer a process creates resumes the i-th one's
+  // progress.
+  std::string instance;
   // Which messages the consumer wants, by tag (RocketMQ's tag expression):
   // "*" (all), or "TagA || TagB" (messages with any of these tags). The
   // others are acknowledged for the group without being delivered, so all
@@ -105,6 +125,19 @@ struct ConsumerOptions {
   // The group's retry schedule. The consumers of a group on a topic should
   // agree; the most recently created one's policy applies to the group.
   RetryPolicy retry;
+  // Ordered consumption (RocketMQ's orderly listener): each queue's
+  // messages are handed out in append order ONE AT A TIME across the whole
+  // group: the next message of a queue is delivered only after the
+  // previous one is acknowledged. A failure (ReconsumeLater, or the
+  // invisible time running out) does not reorder the queue: the message
+  // waits at its head for the back-off (RetryPolicy; RocketMQ's orderly
+  // consumers wait 1 s: {.backoff = {absl::Seconds(1)}}) and is delivered
+  // again with reconsume_times() one higher while the queue delivers
+  // nothing else; after max_reconsume_times it goes to the dead-letter
+  // queue and the queue moves on. Use a key (kKeyHash) to keep related
+  // messages on one queue. All consumers of a group on a topic must agree
+  // on this option.
+  bool ordered = false;
 };
 
 // The messages one Receive returned.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -312,7 +313,7 @@ class BrokerImpl final : public Broker {
         core_.timers.get(), core_.clock);
     core_.redelivery = std::make_unique<Redelivery>(
         core_.writer.get(), core_.groups.get(), core_.delays.get(),
-        core_.timers.get(), core_.clock);
+        core_.timers.get(), &core_.signal, core_.clock);
     // Recovery: the first load of the timer table re-arms every pending
     // check-back.
     core_.timers->Start();
@@ -330,7 +331,7 @@ class BrokerImpl final : public Broker {
 
   absl::Status ResetGroup(std::string_view group, std::string_view topic_name,
                           const OffsetReset& reset) override {
-    TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+    TXMQ_RETURN_IF_ERROR(ValidateProgressName(group));
     TXMQ_RETURN_IF_ERROR(ValidateName(topic_name, NameKind::kTopic));
     std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
     if (topic == nullptr) return NoSuchTopic(topic_name);
@@ -439,8 +440,11 @@ class BrokerImpl final : public Broker {
     TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
     std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
     if (topic == nullptr) return NoSuchTopic(topic_name);
-    TXMQ_ASSIGN_OR_RETURN(TagFilter filter,
-                          TagFilter::Parse(options.tag_filter));
+    LocalConsumer::Params params{
+        .group = std::string(group),
+        .invisible_duration = options.invisible_duration,
+        .ordered = options.ordered};
+    TXMQ_ASSIGN_OR_RETURN(params.filter, TagFilter::Parse(options.tag_filter));
     if (options.invisible_duration < absl::Milliseconds(1)) {
       return absl::InvalidArgumentError(
           "ConsumerOptions::invisible_duration must be at least 1 ms");
@@ -451,24 +455,40 @@ class BrokerImpl final : public Broker {
             "RetryPolicy::backoff entries must be between 0 and 366 days");
       }
     }
+    // Where its progress lives: the group, or a broadcasting instance.
+    std::string progress(group);
+    if (options.model == MessageModel::kBroadcasting) {
+      std::string instance = options.instance;
+      if (instance.empty()) {
+        std::tie(instance, params.on_close) =
+            TakeInstanceNumber(group, topic_name);
+      } else {
+        TXMQ_RETURN_IF_ERROR(ValidateName(instance, NameKind::kGroup));
+      }
+      progress = std::string(group) + "%" + instance;
+    } else if (!options.instance.empty()) {
+      return absl::InvalidArgumentError(
+          "ConsumerOptions::instance is for broadcasting consumers only");
+    }
     // The group's retry queue for the topic and its dead-letter queue.
     TXMQ_ASSIGN_OR_RETURN(
         std::shared_ptr<Topic> retry,
-        EnsureOwnTopic(RetryTopicName(group, topic_name), topic));
-    TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<Topic> dead_letter,
-                          EnsureOwnTopic(DeadLetterTopicName(group), nullptr));
-    TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<GroupState> state,
-                          core_.groups->Get(group, topic, options.start_from));
+        EnsureOwnTopic(RetryTopicName(progress, topic_name), topic));
     TXMQ_ASSIGN_OR_RETURN(
-        std::shared_ptr<GroupState> retry_state,
-        core_.groups->Get(group, retry, StartFrom::kEarliest));
-    const RedeliveryTargets targets{
-        .retry = retry, .dead_letter = dead_letter, .policy = options.retry};
-    state->SetTargets(targets);
-    retry_state->SetTargets(targets);
+        std::shared_ptr<Topic> dead_letter,
+        EnsureOwnTopic(DeadLetterTopicName(progress), nullptr));
+    TXMQ_ASSIGN_OR_RETURN(
+        params.state, core_.groups->Get(progress, topic, options.start_from));
+    TXMQ_ASSIGN_OR_RETURN(
+        params.retry, core_.groups->Get(progress, retry, StartFrom::kEarliest));
+    const RedeliveryTargets targets{.retry = retry,
+                                    .dead_letter = dead_letter,
+                                    .policy = options.retry,
+                                    .ordered = options.ordered};
+    params.state->SetTargets(targets);
+    params.retry->SetTargets(targets);
     return std::unique_ptr<Consumer>(
-        new LocalConsumer(&core_, std::move(state), std::move(retry_state),
-                          std::move(filter), options.invisible_duration));
+        new LocalConsumer(&core_, std::move(params)));
   }
 
   absl::Status Sync() override {
@@ -498,6 +518,25 @@ class BrokerImpl final : public Broker {
   const std::string& dir() const override { return core_.env->dir(); }
 
  private:
+  // The lowest broadcasting instance number of (group, topic) that no live
+  // consumer uses, and what gives it back.
+  std::pair<std::string, std::function<void()>> TakeInstanceNumber(
+      std::string_view group, std::string_view topic) {
+    std::string key = std::string(group) + '\0' + std::string(topic);
+    uint32_t number = 0;
+    {
+      absl::MutexLock lock(&core_.instances_mu);
+      std::set<uint32_t>& used = core_.instances[key];
+      while (used.contains(number)) ++number;
+      used.insert(number);
+    }
+    BrokerCore* core = &core_;
+    return {std::to_string(number), [core, key, number] {
+              absl::MutexLock lock(&core->instances_mu);
+              core->instances[key].erase(number);
+            }};
+  }
+
   // The broker's own topic `name` (one queue), created if missing; for
   // topic `of` (when given), which must not be deleted meanwhile
   // (NOT_FOUND).

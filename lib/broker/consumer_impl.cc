@@ -70,27 +70,27 @@ constexpr absl::Duration kClosedGateSlice = absl::Milliseconds(5);
 
 }  // namespace
 
-LocalConsumer::LocalConsumer(BrokerCore* core,
-                             std::shared_ptr<GroupState> state,
-                             std::shared_ptr<GroupState> retry,
-                             TagFilter filter,
-                             absl::Duration invisible_duration)
+LocalConsumer::LocalConsumer(BrokerCore* core, Params params)
     : core_(core),
-      state_(std::move(state)),
-      retry_(std::move(retry)),
+      group_(std::move(params.group)),
+      state_(std::move(params.state)),
+      retry_(std::move(params.retry)),
       queue_count_(state_->topic()->queue_count()),
       txns_(std::make_shared<ReadTxnCache>(core->env->env())),
-      filter_(std::move(filter)),
-      invisible_ms_(invisible_duration == absl::InfiniteDuration()
+      filter_(std::move(params.filter)),
+      invisible_ms_(params.invisible_duration == absl::InfiniteDuration()
                         ? INT64_MAX
-                        : absl::ToInt64Milliseconds(invisible_duration)),
-      id_(core->next_consumer_id.fetch_add(1, std::memory_order_relaxed)) {}
+                        : absl::ToInt64Milliseconds(params.invisible_duration)),
+      id_(core->next_consumer_id.fetch_add(1, std::memory_order_relaxed)),
+      ordered_(params.ordered),
+      on_close_(std::move(params.on_close)) {}
 
 LocalConsumer::~LocalConsumer() {
   for (uint32_t i = 0; i <= queue_count_; ++i) {
     StateOf(i).cursor(QueueOf(i)).ReturnOwned(id_);
   }
   core_->signal.Notify();  // waiting consumers: look again
+  if (on_close_) on_close_();
 }
 
 absl::Status LocalConsumer::Filter(std::vector<MessageView>& views) {
@@ -159,14 +159,14 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
 
     std::vector<Claim> claims;
     uint64_t remaining = max_messages;
+    const int64_t now_ms = absl::ToUnixMillis(core_->clock->Now());
     const int64_t deadline_ms =
-        invisible_ms_ == INT64_MAX
-            ? INT64_MAX
-            : absl::ToUnixMillis(core_->clock->Now()) + invisible_ms_;
+        invisible_ms_ == INT64_MAX ? INT64_MAX : now_ms + invisible_ms_;
     for (uint32_t k = 0; k < n && remaining > 0; ++k) {
       const uint32_t i = (next_queue_ + k) % n;
       QueueCursor& cursor = StateOf(i).cursor(QueueOf(i));
-      auto [begin, end] = cursor.Claim(remaining, limits[i]);
+      auto [begin, end] = ordered_ ? cursor.ClaimOrdered(limits[i], now_ms)
+                                   : cursor.Claim(remaining, limits[i]);
       if (begin < end) {
         claims.push_back({i, begin, end});
         remaining -= end - begin;
@@ -275,6 +275,12 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
         !s.ok()) {
       return s;
     }
+    if (ordered_) {
+      internal::MessageViewDecoder::SetReconsumeTimes(
+          view,
+          view.reconsume_times() +
+              StateOf(claim.queue).cursor(queue).Failures(claim.begin + i));
+    }
   }
   return absl::OkStatus();
 }
@@ -287,6 +293,9 @@ absl::Status LocalConsumer::AckIn(uint32_t i, uint64_t begin, uint64_t end) {
   if (*advanced && cursor.MarkDirty()) {
     core_->groups->SchedulePersist(SharedStateOf(i), QueueOf(i));
   }
+  // Ordered: the queue's next message may go now, perhaps to a consumer
+  // that waits.
+  if (ordered_) core_->signal.Notify();
   return absl::OkStatus();
 }
 
@@ -367,7 +376,7 @@ absl::Status LocalConsumer::ReconsumeLater(
             ? "acknowledged already"
             : "being delivered again already (its invisible time ran out)"));
   }
-  core_->redelivery->Requeue(SharedStateOf(i), QueueOf(i), {offset}, delay);
+  core_->redelivery->Fail(SharedStateOf(i), QueueOf(i), {offset}, delay);
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@
 #ifndef TXMQ_LIB_BROKER_CONSUMER_IMPL_H_
 #define TXMQ_LIB_BROKER_CONSUMER_IMPL_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,11 +32,19 @@ struct Claim;
 
 class LocalConsumer final : public Consumer {
  public:
-  // `state` and `retry` are the group's states on the topic and on its
-  // retry topic.
-  LocalConsumer(BrokerCore* core, std::shared_ptr<GroupState> state,
-                std::shared_ptr<GroupState> retry, TagFilter filter,
-                absl::Duration invisible_duration);
+  struct Params {
+    std::string group;  // as the user named it
+    // The group's states on the topic and on its retry topic (for a
+    // broadcasting consumer, its instance's).
+    std::shared_ptr<GroupState> state;
+    std::shared_ptr<GroupState> retry;
+    TagFilter filter;
+    absl::Duration invisible_duration;
+    bool ordered = false;
+    // Run when the consumer goes (frees a broadcasting instance number).
+    std::function<void()> on_close;
+  };
+  LocalConsumer(BrokerCore* core, Params params);
   // Hands the leases of what it received and did not acknowledge back to
   // the group, so that the other consumers get those messages now.
   ~LocalConsumer() override;
@@ -51,7 +60,7 @@ class LocalConsumer final : public Consumer {
                                        absl::Duration duration) override;
   absl::Status Flush() override;
   absl::StatusOr<uint64_t> CommittedOffset(uint32_t queue) const override;
-  const std::string& group() const override { return state_->group(); }
+  const std::string& group() const override { return group_; }
   const std::string& topic() const override { return state_->topic()->name(); }
 
  private:
@@ -80,6 +89,7 @@ class LocalConsumer final : public Consumer {
   bool OwnTopic(const MessageView& message) const;
 
   BrokerCore* const core_;
+  const std::string group_;
   const std::shared_ptr<GroupState> state_;
   const std::shared_ptr<GroupState> retry_;
   const uint32_t queue_count_;
@@ -87,6 +97,8 @@ class LocalConsumer final : public Consumer {
   const TagFilter filter_;
   const int64_t invisible_ms_;  // INT64_MAX: never expires
   const uint64_t id_;           // the owner of this consumer's leases
+  const bool ordered_;
+  const std::function<void()> on_close_;
   uint32_t next_queue_ = 0;
   std::vector<std::string_view> records_;  // ReadClaim's scratch
 };

@@ -11,7 +11,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <set>
+#include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
@@ -50,6 +54,12 @@ struct BrokerCore {
 
   // Consumer ids (the owners of leases); 0 is the broker's own.
   std::atomic<uint64_t> next_consumer_id{1};
+
+  // Broadcasting instance numbers in use by live consumers, per
+  // group '\0' topic (ConsumerOptions::instance).
+  absl::Mutex instances_mu;
+  absl::flat_hash_map<std::string, std::set<uint32_t>> instances
+      ABSL_GUARDED_BY(instances_mu);
 
   std::atomic<uint64_t> zero_copy_reads{0};
   std::atomic<uint64_t> copied_reads{0};

@@ -29,7 +29,7 @@ std::string Str(capnp::Text::Reader text) {
 
 absl::StatusOr<std::shared_ptr<Topic>> DeadLetterTopic(const BrokerCore& core,
                                                        std::string_view group) {
-  TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+  TXMQ_RETURN_IF_ERROR(ValidateProgressName(group));
   std::shared_ptr<Topic> topic = core.topics->Find(DeadLetterTopicName(group));
   if (topic == nullptr) {
     return absl::NotFoundError(absl::StrFormat(

@@ -37,6 +37,9 @@ struct RedeliveryTargets {
   std::shared_ptr<Topic> retry;        // "%RETRY%<group>%<topic>"
   std::shared_ptr<Topic> dead_letter;  // "%DLQ%<group>"
   RetryPolicy policy;
+  // Ordered consumption: a failed message waits at the head of its queue
+  // (QueueCursor::Defer) instead of being copied to the retry queue.
+  bool ordered = false;
 };
 
 // One group's cursors on one topic (a user topic, or the group's retry

@@ -15,7 +15,7 @@ std::pair<uint64_t, uint64_t> QueueCursor::Claim(uint64_t max, uint64_t limit) {
     if (!returned_.empty()) {
       auto it = returned_.begin();
       const uint64_t begin = it->first;
-      const uint64_t end = std::min(it->second, begin + max);
+      const uint64_t end = begin + std::min(it->second - begin, max);
       if (end < it->second) returned_.emplace(end, it->second);
       returned_.erase(it);
       if (returned_.empty()) {
@@ -33,7 +33,7 @@ std::pair<uint64_t, uint64_t> QueueCursor::Claim(uint64_t max, uint64_t limit) {
   // or release is needed here.
   uint64_t begin = next_.load(std::memory_order_relaxed);
   while (begin < limit) {
-    const uint64_t end = std::min(limit, begin + max);
+    const uint64_t end = begin + std::min(limit - begin, max);  // no overflow
     if (next_.compare_exchange_weak(begin, end, std::memory_order_relaxed,
                                     std::memory_order_relaxed)) {
       return {begin, end};
@@ -104,6 +104,10 @@ int64_t QueueCursor::TakeExpired(int64_t now_ms,
   leases_.TakeExpired(now_ms, &expired);
   for (const OffsetRange& r : expired) AppendUnacked(r.begin, r.end, unacked);
   armed_ms_ = leases_.earliest_deadline().value_or(INT64_MAX);
+  // An ordered queue blocked by a deferral: wake its consumers at the end.
+  if (!returned_.empty() && not_before_ms_ > now_ms) {
+    armed_ms_ = std::min(armed_ms_, not_before_ms_);
+  }
   return armed_ms_;
 }
 
@@ -120,6 +124,48 @@ bool QueueCursor::IsAcked(uint64_t offset) {
   if (offset < acked_) return true;
   auto it = ranges_.upper_bound(offset);
   return it != ranges_.begin() && offset < std::prev(it)->second;
+}
+
+std::pair<uint64_t, uint64_t> QueueCursor::ClaimOrdered(uint64_t limit,
+                                                        int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  if (!returned_.empty()) {
+    // Handed back (a deferral, or a consumer that left): the head first,
+    // and only once its wait is over.
+    if (now_ms < not_before_ms_) return {0, 0};
+    auto it = returned_.begin();
+    const uint64_t begin = it->first;
+    if (begin + 1 < it->second) returned_.emplace(begin + 1, it->second);
+    returned_.erase(it);
+    if (returned_.empty()) {
+      has_returned_.store(false, std::memory_order_release);
+    }
+    return {begin, begin + 1};
+  }
+  uint64_t next = next_.load(std::memory_order_relaxed);
+  // In flight: claimed and not acknowledged (nothing was handed back).
+  if (next != acked_ || next >= limit) return {next, next};
+  next_.store(next + 1, std::memory_order_relaxed);
+  return {next, next + 1};
+}
+
+void QueueCursor::Defer(uint64_t offset, int64_t not_before_ms, bool* arm) {
+  absl::MutexLock lock(&mu_);
+  if (deferred_offset_ != offset) {
+    deferred_offset_ = offset;
+    deferred_failures_ = 0;
+  }
+  ++deferred_failures_;
+  not_before_ms_ = not_before_ms;
+  leases_.Remove(offset);
+  UnclaimLocked(offset, offset + 1);
+  *arm = not_before_ms < armed_ms_;
+  if (*arm) armed_ms_ = not_before_ms;
+}
+
+uint32_t QueueCursor::Failures(uint64_t offset) {
+  absl::MutexLock lock(&mu_);
+  return offset == deferred_offset_ ? deferred_failures_ : 0;
 }
 
 void QueueCursor::AppendUnacked(uint64_t begin, uint64_t end,

@@ -78,6 +78,22 @@ class QueueCursor {
   // (Unclaim), so that other consumers get them now.
   void ReturnOwned(uint64_t owner);
   bool IsAcked(uint64_t offset);
+
+  // Ordered consumption (ConsumerOptions::ordered): one message of the
+  // queue in flight at a time, group-wide. Claims [c, c + 1) when nothing
+  // is in flight, c being the head: the oldest message not acknowledged.
+  // A deferred head is claimed again (before anything newer) once
+  // `now_ms` reaches its not-before time; until then nothing is. Takes the
+  // per-queue mutex (ordered consumers trade the lock-free claim for the
+  // order).
+  std::pair<uint64_t, uint64_t> ClaimOrdered(uint64_t limit, int64_t now_ms);
+  // Puts the in-flight `offset` back at the head, blocking the queue until
+  // `not_before_ms`, and counts a failed delivery of it. `*arm`: the caller
+  // must arm the queue's timer at `not_before_ms` (to wake consumers then;
+  // TakeExpired keeps it armed for the wait as for leases).
+  void Defer(uint64_t offset, int64_t not_before_ms, bool* arm);
+  // Failed deliveries of `offset` counted by Defer (0 for others).
+  uint32_t Failures(uint64_t offset);
   size_t leases() {
     absl::MutexLock lock(&mu_);
     return leases_.size();
@@ -123,6 +139,11 @@ class QueueCursor {
   // Ranges handed back by Unclaim: begin -> end.
   std::map<uint64_t, uint64_t> returned_ ABSL_GUARDED_BY(mu_);
   LeaseTable leases_ ABSL_GUARDED_BY(mu_);
+  // Ordered consumption: the deferred head, its failures, and when it may
+  // be delivered again.
+  uint64_t deferred_offset_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
+  uint32_t deferred_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t not_before_ms_ ABSL_GUARDED_BY(mu_) = INT64_MIN;
   // The deadline this queue's expiry timer is armed for (INT64_MAX: none).
   int64_t armed_ms_ ABSL_GUARDED_BY(mu_) = INT64_MAX;
 

@@ -49,6 +49,11 @@ class MessageViewDecoder {
     return view.copy_offset_;
   }
 
+  // For redeliveries that are not copies (ordered consumers).
+  static void SetReconsumeTimes(MessageView& view, uint32_t times) {
+    view.reconsume_times_ = times;
+  }
+
   // Decodes a copy read from a consumer group's retry queue at
   // `copy_offset`: as Decode, then the origin's id, queue, offset and store
   // time replace the copy's, and reconsume_times is set. Slower (Cap'n

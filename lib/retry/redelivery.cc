@@ -23,12 +23,14 @@ class Redelivery::RequeueRequest final : public WriteRequest {
  public:
   RequeueRequest(Redelivery* owner, std::shared_ptr<GroupState> state,
                  uint32_t queue, std::vector<uint64_t> offsets,
-                 std::optional<absl::Duration> delay)
+                 std::optional<absl::Duration> delay,
+                 std::optional<uint32_t> dead_letter_times)
       : owner_(owner),
         state_(std::move(state)),
         queue_(queue),
         offsets_(std::move(offsets)),
-        delay_(delay) {
+        delay_(delay),
+        dead_letter_times_(dead_letter_times) {
     // A lost copy leaves the original unacknowledged: it is delivered again
     // after a restart.
     lazy = true;
@@ -96,10 +98,14 @@ class Redelivery::RequeueRequest final : public WriteRequest {
   // the dead-letter queue.
   absl::Status CopyOne(WriteContext& ctx, const RedeliveryTargets& targets,
                        std::string_view stored) {
-    absl::StatusOr<uint32_t> times = PendingRecord::ReconsumeTimesOf(stored);
+    absl::StatusOr<uint32_t> times =
+        dead_letter_times_.has_value()
+            ? absl::StatusOr<uint32_t>(*dead_letter_times_)
+            : PendingRecord::ReconsumeTimesOf(stored);
     if (!times.ok()) return times.status();
     const uint32_t next = *times + 1;
-    if (next > targets.policy.max_reconsume_times) {
+    if (dead_letter_times_.has_value() ||
+        next > targets.policy.max_reconsume_times) {
       // `stored` points into the map: copy it before any write.
       absl::StatusOr<PendingRecord> copy = PendingRecord::CopyFor(
           stored, targets.dead_letter->name(), *times, 0);
@@ -130,6 +136,7 @@ class Redelivery::RequeueRequest final : public WriteRequest {
   const uint32_t queue_;
   const std::vector<uint64_t> offsets_;
   const std::optional<absl::Duration> delay_;
+  const std::optional<uint32_t> dead_letter_times_;
   // Apply's results (recomputed if the batch is applied again).
   std::vector<uint64_t> done_;
   uint64_t copies_ = 0;
@@ -138,11 +145,12 @@ class Redelivery::RequeueRequest final : public WriteRequest {
 
 Redelivery::Redelivery(Writer* writer, GroupRegistry* groups,
                        DelayWriter* delays, TimerSink* timers,
-                       std::shared_ptr<Clock> clock)
+                       CommitSignal* signal, std::shared_ptr<Clock> clock)
     : writer_(writer),
       groups_(groups),
       delays_(delays),
       timers_(timers),
+      signal_(signal),
       clock_(std::move(clock)) {}
 
 void Redelivery::Arm(const GroupState& state, uint32_t queue, int64_t due_ms) {
@@ -164,13 +172,42 @@ void Redelivery::OnExpiry(const TimerTarget& target) {
     for (uint64_t o = r.begin; o < r.end; ++o) offsets.push_back(o);
   }
   if (!offsets.empty()) {
-    Requeue(std::move(state), queue, std::move(offsets), std::nullopt);
+    Fail(std::move(state), queue, std::move(offsets), std::nullopt);
   }
+  // A blocked ordered queue whose wait is over: let consumers look again.
+  signal_->Notify();
+}
+
+void Redelivery::Fail(std::shared_ptr<GroupState> state, uint32_t queue,
+                      std::vector<uint64_t> offsets,
+                      std::optional<absl::Duration> delay) {
+  const std::shared_ptr<const RedeliveryTargets> targets = state->targets();
+  if (targets == nullptr || !targets->ordered) {
+    Requeue(std::move(state), queue, std::move(offsets), delay, std::nullopt);
+    return;
+  }
+  QueueCursor& cursor = state->cursor(queue);
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  for (uint64_t offset : offsets) {
+    const uint32_t failures = cursor.Failures(offset);
+    if (failures >= targets->policy.max_reconsume_times) {
+      Requeue(state, queue, {offset}, std::nullopt, failures);
+      continue;
+    }
+    const int64_t not_before_ms =
+        now_ms + absl::ToInt64Milliseconds(
+                     delay.value_or(targets->policy.Backoff(failures + 1)));
+    bool arm = false;
+    cursor.Defer(offset, not_before_ms, &arm);
+    if (arm) Arm(*state, queue, not_before_ms);  // wakes the consumers then
+  }
+  signal_->Notify();
 }
 
 void Redelivery::Requeue(std::shared_ptr<GroupState> state, uint32_t queue,
                          std::vector<uint64_t> offsets,
-                         std::optional<absl::Duration> delay) {
+                         std::optional<absl::Duration> delay,
+                         std::optional<uint32_t> dead_letter_times) {
   // Bounded requests: a consumer that let a huge batch expire does not
   // make one huge transaction.
   constexpr size_t kPerRequest = 1024;
@@ -179,7 +216,7 @@ void Redelivery::Requeue(std::shared_ptr<GroupState> state, uint32_t queue,
     writer_->Submit(new RequeueRequest(
         this, state, queue,
         std::vector<uint64_t>(offsets.begin() + i, offsets.begin() + end),
-        delay));
+        delay, dead_letter_times));
   }
 }
 

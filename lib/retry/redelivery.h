@@ -34,6 +34,7 @@
 #include "delay/delay_writer.h"
 #include "timer/timer_service.h"
 #include "txmq/clock.h"
+#include "write/commit_signal.h"
 #include "write/writer.h"
 
 namespace txmq {
@@ -44,9 +45,11 @@ inline constexpr uint8_t kTimerLeaseExpiry = kVolatileKind | 4;
 
 class Redelivery {
  public:
-  // All pointers outlive the object.
+  // All pointers outlive the object. `signal` wakes waiting consumers
+  // when a blocked ordered queue may deliver again.
   Redelivery(Writer* writer, GroupRegistry* groups, DelayWriter* delays,
-             TimerSink* timers, std::shared_ptr<Clock> clock);
+             TimerSink* timers, CommitSignal* signal,
+             std::shared_ptr<Clock> clock);
   Redelivery(const Redelivery&) = delete;
   Redelivery& operator=(const Redelivery&) = delete;
 
@@ -57,14 +60,18 @@ class Redelivery {
   // queue's expired leases left unacknowledged and re-arms the timer.
   void OnExpiry(const TimerTarget& target);
 
-  // Stores copies of the messages at `offsets` of `queue` for redelivery,
-  // after `delay` or else the back-off of the group's policy, and then
-  // acknowledges them. Asynchronous. Offsets acknowledged meanwhile are
-  // skipped. If the write fails, they are leased for another second and
-  // tried again when that runs out.
-  void Requeue(std::shared_ptr<GroupState> state, uint32_t queue,
-               std::vector<uint64_t> offsets,
-               std::optional<absl::Duration> delay);
+  // The deliveries of the messages at `offsets` of `queue` failed
+  // (ReconsumeLater, or their invisible time ran out). They are delivered
+  // again after `delay`, or else the back-off of the group's policy, or
+  // dead-lettered when their retries are spent:
+  //  - unordered groups: a copy goes to the retry (or dead-letter) queue
+  //    and then the original is acknowledged. Asynchronous; offsets
+  //    acknowledged meanwhile are skipped; if the write fails, they are
+  //    leased for another second and tried again when that runs out.
+  //  - ordered groups: the message waits at the head of its queue
+  //    (QueueCursor::Defer), which delivers nothing else meanwhile.
+  void Fail(std::shared_ptr<GroupState> state, uint32_t queue,
+            std::vector<uint64_t> offsets, std::optional<absl::Duration> delay);
 
   uint64_t redeliveries() const {
     return redeliveries_.load(std::memory_order_relaxed);
@@ -76,10 +83,18 @@ class Redelivery {
  private:
   class RequeueRequest;
 
+  // Unordered: copies in writer requests. `dead_letter_times`: straight to
+  // the dead-letter queue with that count (an ordered group's message).
+  void Requeue(std::shared_ptr<GroupState> state, uint32_t queue,
+               std::vector<uint64_t> offsets,
+               std::optional<absl::Duration> delay,
+               std::optional<uint32_t> dead_letter_times);
+
   Writer* const writer_;
   GroupRegistry* const groups_;
   DelayWriter* const delays_;
   TimerSink* const timers_;
+  CommitSignal* const signal_;
   const std::shared_ptr<Clock> clock_;
   std::atomic<uint64_t> redeliveries_{0};
   std::atomic<uint64_t> dead_lettered_{0};

@@ -45,6 +45,18 @@ absl::Status ValidateName(std::string_view name, NameKind kind) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateProgressName(std::string_view name) {
+  const size_t cut = name.find('%');
+  if (cut == std::string_view::npos || cut == 0) {
+    return ValidateName(name, NameKind::kGroup);
+  }
+  if (absl::Status s = ValidateName(name.substr(0, cut), NameKind::kGroup);
+      !s.ok()) {
+    return s;
+  }
+  return ValidateName(name.substr(cut + 1), NameKind::kGroup);
+}
+
 std::string RetryTopicName(std::string_view group, std::string_view topic) {
   std::string name(kRetryPrefix);
   name.append(group);

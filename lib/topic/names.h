@@ -29,6 +29,10 @@ enum class NameKind { kTopic, kGroup };
 // rule the name breaks.
 absl::Status ValidateName(std::string_view name, NameKind kind);
 
+// Validates a group name as listings show it: a group, or a broadcasting
+// instance's "<group>%<instance>" (both parts valid group names).
+absl::Status ValidateProgressName(std::string_view name);
+
 std::string RetryTopicName(std::string_view group, std::string_view topic);
 std::string DeadLetterTopicName(std::string_view group);
 // The group's progress through its dead-letter queue (what was re-driven).

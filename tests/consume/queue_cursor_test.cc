@@ -16,6 +16,12 @@ TEST(QueueCursorTest, ClaimsAreBoundedByLimitAndMax) {
   EXPECT_EQ(cursor.Claim(3, 100), std::make_pair(uint64_t{5}, uint64_t{8}));
   EXPECT_EQ(cursor.Claim(100, 10), std::make_pair(uint64_t{8}, uint64_t{10}));
   EXPECT_EQ(cursor.claimed(), 10u);
+  // A huge max does not overflow.
+  EXPECT_EQ(cursor.Claim(UINT64_MAX, 12),
+            std::make_pair(uint64_t{10}, uint64_t{12}));
+  cursor.Unclaim(10, 12);
+  EXPECT_EQ(cursor.Claim(UINT64_MAX, 20),
+            std::make_pair(uint64_t{10}, uint64_t{12}));
 }
 
 TEST(QueueCursorTest, ConcurrentClaimsTileTheOffsetsExactlyOnce) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "broker_fixture.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
 #include "txmq/txmq.h"
@@ -16,7 +17,6 @@ namespace txmq {
 namespace {
 
 using ::txmq::testing::Eventually;
-using ::txmq::testing::TempDir;
 
 // What a test keeps of a received message.
 struct Got {
@@ -28,26 +28,9 @@ struct Got {
   uint32_t reconsume_times = 0;
 };
 
-class RetryTest : public ::testing::Test {
+class RetryTest : public testing::BrokerFixture {
  protected:
-  void SetUp() override { Open(); }
-
-  void Open() {
-    consumers_.clear();
-    producer_.reset();
-    broker_.reset();
-    Options options;
-    options.clock = clock_;
-    auto broker = Broker::Open(tmp_.path(), options);
-    TXMQ_ASSERT_OK(broker);
-    broker_ = *std::move(broker);
-    if (!broker_->DescribeTopic("orders").ok()) {
-      TXMQ_ASSERT_OK(broker_->CreateTopic("orders", {.queues = 2}));
-    }
-    auto producer = broker_->CreateProducer();
-    TXMQ_ASSERT_OK(producer);
-    producer_ = *std::move(producer);
-  }
+  void CloseClients() override { consumers_.clear(); }
 
   Consumer& NewConsumer(ConsumerOptions options = {},
                         const std::string& group = "billing") {
@@ -106,16 +89,8 @@ class RetryTest : public ::testing::Test {
     EXPECT_TRUE(c.ReconsumeLater(m).ok());
   }
 
-  // A negative check: gives the broker's threads a moment to do what they
-  // must not. Cannot fail spuriously.
-  static void Settle() { absl::SleepFor(absl::Milliseconds(50)); }
-
   void Advance(absl::Duration d) { clock_->Advance(d); }
 
-  TempDir tmp_;
-  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
-  std::unique_ptr<Broker> broker_;
-  std::unique_ptr<Producer> producer_;
   std::vector<std::unique_ptr<Consumer>> consumers_;
 };
 
