@@ -51,6 +51,7 @@
 #include "txmq/consumer.h"
 #include "txmq/message.h"
 #include "txmq/producer.h"
+#include "txmq/push_consumer.h"
 #include "txmq/transaction.h"
 
 namespace txmq {
@@ -263,6 +264,15 @@ class Broker {
   virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
       std::string_view group, std::string_view topic,
       const ConsumerOptions& options = {}) = 0;
+
+  // A push consumer (include/txmq/push_consumer.h): `listener` is called
+  // with each message of `topic` for consumer group `group`, on
+  // options.threads threads, from now until the PushConsumer is destroyed.
+  // Errors: INVALID_ARGUMENT (bad options, no listener), and those of
+  // CreateConsumer.
+  virtual absl::StatusOr<std::unique_ptr<PushConsumer>> CreatePushConsumer(
+      std::string_view group, std::string_view topic, MessageListener listener,
+      const PushConsumerOptions& options = {}) = 0;
 
   // Makes everything committed so far durable (useful in kAsync mode).
   virtual absl::Status Sync() = 0;

@@ -13,6 +13,7 @@
 #include "broker/dead_letters.h"
 #include "broker/group_admin.h"
 #include "broker/producer_impl.h"
+#include "broker/push_consumer_impl.h"
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
 #include "storage/lmdb_status.h"
@@ -489,6 +490,13 @@ class BrokerImpl final : public Broker {
     params.retry->SetTargets(targets);
     return std::unique_ptr<Consumer>(
         new LocalConsumer(&core_, std::move(params)));
+  }
+
+  absl::StatusOr<std::unique_ptr<PushConsumer>> CreatePushConsumer(
+      std::string_view group, std::string_view topic, MessageListener listener,
+      const PushConsumerOptions& options) override {
+    return LocalPushConsumer::Create(*this, group, topic, std::move(listener),
+                                     options);
   }
 
   absl::Status Sync() override {

@@ -62,6 +62,9 @@ class LocalConsumer final : public Consumer {
   absl::StatusOr<uint64_t> CommittedOffset(uint32_t queue) const override;
   const std::string& group() const override { return group_; }
   const std::string& topic() const override { return state_->topic()->name(); }
+  // The group its progress is kept under: group(), or for a broadcasting
+  // consumer "<group>%<instance>".
+  const std::string& progress_group() const { return state_->group(); }
 
  private:
   // Queue `i` of the claim space: the topic's queues 0..n-1, then the
