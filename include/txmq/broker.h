@@ -49,6 +49,7 @@
 #include "absl/time/time.h"
 #include "txmq/clock.h"
 #include "txmq/consumer.h"
+#include "txmq/local_transaction.h"
 #include "txmq/message.h"
 #include "txmq/producer.h"
 #include "txmq/push_consumer.h"
@@ -93,6 +94,8 @@ struct Options {
   // The most queues (summed over all topics) the directory can hold; each
   // queue is an LMDB table, and LMDB fixes the table count at open.
   uint32_t max_queues = 1024;
+  // The most host tables (OpenTable) the broker can open: 0 to 4096.
+  uint32_t max_tables = 64;
   // The most transactions reading at once: received batches alive, plus
   // readers in other processes (the CLI).
   uint32_t max_readers = 256;
@@ -273,6 +276,32 @@ class Broker {
   virtual absl::StatusOr<std::unique_ptr<PushConsumer>> CreatePushConsumer(
       std::string_view group, std::string_view topic, MessageListener listener,
       const PushConsumerOptions& options = {}) = 0;
+
+  // Host tables and local transactions (include/txmq/local_transaction.h).
+  //
+  // Opens the host table `name` (1 to 127 bytes of [A-Za-z0-9_.-]),
+  // creating it if missing; opening it again returns the same table.
+  // Errors: INVALID_ARGUMENT (bad name), RESOURCE_EXHAUSTED
+  // (Options::max_tables are open).
+  virtual absl::StatusOr<LocalTable> OpenTable(std::string_view name) = 0;
+  // Runs `fn` in one write transaction with the broker's own writes: its
+  // table writes, sends and acknowledgements are committed together, or
+  // none of them (fn returned an error or threw: that error, or INTERNAL,
+  // is returned). Returns once committed, durable as a send would be
+  // (Options::durability). Thread rules: `fn` runs on the broker's writer
+  // thread, holding up every write while it runs: keep it short, and do
+  // not call broker methods that wait for the writer from it (Send,
+  // CreateConsumer, Flush, ...: they fail with FAILED_PRECONDITION there);
+  // use the LocalTransaction's own. `fn` may run more than once (when the
+  // data file must grow, the batch is applied again): it must have no
+  // effects outside the transaction. Errors: fn's, write errors, and
+  // FAILED_PRECONDITION when called from inside a transaction.
+  virtual absl::Status RunInTransaction(
+      const std::function<absl::Status(LocalTransaction&)>& fn) = 0;
+  // Runs `fn` on a consistent snapshot of the host tables, from any
+  // thread, without waiting for writes. Returns fn's status.
+  virtual absl::Status ReadTables(
+      const std::function<absl::Status(const LocalReader&)>& fn) const = 0;
 
   // Makes everything committed so far durable (useful in kAsync mode).
   virtual absl::Status Sync() = 0;

@@ -16,6 +16,7 @@
 #include "broker/push_consumer_impl.h"
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
+#include "local/local_transaction_impl.h"
 #include "storage/lmdb_status.h"
 #include "topic/names.h"
 #include "txmq/broker.h"
@@ -42,6 +43,10 @@ absl::Status ValidateOptions(const Options& o) {
   if (o.max_queues == 0 || o.max_queues > 32768) {
     return absl::InvalidArgumentError(
         "Options::max_queues must be between 1 and 32768");
+  }
+  if (o.max_tables > 4096) {
+    return absl::InvalidArgumentError(
+        "Options::max_tables must be between 0 and 4096");
   }
   if (o.max_readers < 8) {
     return absl::InvalidArgumentError(
@@ -257,6 +262,7 @@ class BrokerImpl final : public Broker {
     config.initial_map_bytes = o.initial_map_bytes;
     config.max_map_bytes = o.max_map_bytes;
     config.max_queue_tables = o.max_queues;
+    config.max_host_tables = o.max_tables;
     config.max_readers = o.max_readers;
     config.sync_commits = o.durability == Durability::kSync;
     config.create_if_missing = o.create_if_missing;
@@ -312,6 +318,8 @@ class BrokerImpl final : public Broker {
     core_.checks = std::make_unique<CheckService>(
         core_.env.get(), core_.txns.get(), core_.writer.get(),
         core_.timers.get(), core_.clock);
+    core_.tables = std::make_unique<internal::LocalTables>(
+        core_.env.get(), core_.writer.get(), o.max_tables);
     core_.redelivery = std::make_unique<Redelivery>(
         core_.writer.get(), core_.groups.get(), core_.delays.get(),
         core_.timers.get(), &core_.signal, core_.clock);
@@ -497,6 +505,20 @@ class BrokerImpl final : public Broker {
       const PushConsumerOptions& options) override {
     return LocalPushConsumer::Create(*this, group, topic, std::move(listener),
                                      options);
+  }
+
+  absl::StatusOr<LocalTable> OpenTable(std::string_view name) override {
+    return core_.tables->Open(name);
+  }
+
+  absl::Status RunInTransaction(
+      const std::function<absl::Status(LocalTransaction&)>& fn) override {
+    return RunLocalTransaction(core_, fn);
+  }
+
+  absl::Status ReadTables(const std::function<absl::Status(const LocalReader&)>&
+                              fn) const override {
+    return ReadLocalTables(core_, fn);
   }
 
   absl::Status Sync() override {

@@ -7,6 +7,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
+#include "consume/cursor_store.h"
 #include "log/message_view_decoder.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
@@ -211,6 +212,7 @@ absl::StatusOr<ReceivedBatch> LocalConsumer::Receive(size_t max_messages,
     if (copied != 0) {
       core_->copied_reads.fetch_add(copied, std::memory_order_relaxed);
     }
+    DropPreAcked(claims, views);
     if (absl::Status s = Filter(views); !s.ok()) return s;
     if (views.empty()) continue;  // all filtered out: claim further
     return ReceivedBatch(std::move(views), std::move(resources));
@@ -357,6 +359,58 @@ absl::Status LocalConsumer::Ack(uint32_t queue, uint64_t offset) {
         "topic '%s' has no queue %d", state_->topic()->name(), queue));
   }
   return AckIn(queue, offset, offset + 1);
+}
+
+void LocalConsumer::DropPreAcked(const std::vector<Claim>& claims,
+                                 std::vector<MessageView>& views) {
+  bool any = false;
+  for (const Claim& c : claims) {
+    any |= StateOf(c.queue).cursor(QueueOf(c.queue)).preacked_until() > c.begin;
+  }
+  if (!any) return;
+  std::erase_if(views, [this](const MessageView& view) {
+    absl::StatusOr<std::pair<uint32_t, uint64_t>> at = Locate(view);
+    return at.ok() &&
+           StateOf(at->first).cursor(QueueOf(at->first)).IsAcked(at->second);
+  });
+}
+
+absl::Status LocalConsumer::AckInTransaction(WriteContext& ctx,
+                                             const MessageView& message) {
+  if (absl::Status s = CheckTopic(); !s.ok()) return s;
+  absl::StatusOr<std::pair<uint32_t, uint64_t>> at = Locate(message);
+  if (!at.ok()) return at.status();
+  const auto [i, offset] = *at;
+  QueueCursor& cursor = StateOf(i).cursor(QueueOf(i));
+  if (cursor.IsAcked(offset)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "message %s is acknowledged already", message.id().ToString()));
+  }
+  // Still leased: its invisible time has not run out. If it runs out
+  // before this transaction commits, the redelivery's writer request comes
+  // after the commit, sees the acknowledgement and makes no copy.
+  if (!cursor.IsLeased(offset)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "message %s is being delivered again (its invisible time ran out); "
+        "roll back and process the redelivery",
+        message.id().ToString()));
+  }
+  const GroupState& state = StateOf(i);
+  if (int rc = PutAckRow(ctx.txn(), core_->env->cursor_table(), state.group(),
+                         state.topic()->name(), QueueOf(i), offset);
+      rc != MDB_SUCCESS) {
+    return ctx.Fail(rc, "cannot store an acknowledgement");
+  }
+  ctx.AfterCommit([this, state = SharedStateOf(i), queue = QueueOf(i), offset] {
+    QueueCursor& cursor = state->cursor(queue);
+    cursor.NoteAckRow(offset);
+    absl::StatusOr<bool> advanced = cursor.Ack(offset, offset + 1);
+    if (advanced.ok() && *advanced && cursor.MarkDirty()) {
+      core_->groups->SchedulePersist(state, queue);
+    }
+    if (ordered_) core_->signal.Notify();
+  });
+  return absl::OkStatus();
 }
 
 absl::Status LocalConsumer::ReconsumeLater(

@@ -62,6 +62,13 @@ class LocalConsumer final : public Consumer {
   absl::StatusOr<uint64_t> CommittedOffset(uint32_t queue) const override;
   const std::string& group() const override { return group_; }
   const std::string& topic() const override { return state_->topic()->name(); }
+  // For LocalTransaction::Ack: whether this consumer is of `core`'s
+  // broker, and the acknowledgement itself, written as an ack row in
+  // `ctx`'s transaction (consume/cursor_store.h) and applied to the cursor
+  // after the commit. Thread: writer.
+  bool BelongsTo(const BrokerCore& core) const { return core_ == &core; }
+  absl::Status AckInTransaction(WriteContext& ctx, const MessageView& message);
+
   // The group its progress is kept under: group(), or for a broadcasting
   // consumer "<group>%<instance>".
   const std::string& progress_group() const { return state_->group(); }
@@ -87,6 +94,10 @@ class LocalConsumer final : public Consumer {
   absl::StatusOr<std::pair<uint32_t, uint64_t>> Locate(
       const MessageView& message) const;
   absl::Status CheckTopic() const;
+  // Drops the views acknowledged already by a local transaction before a
+  // restart (QueueCursor::PreAck).
+  void DropPreAcked(const std::vector<Claim>& claims,
+                    std::vector<MessageView>& views);
   // Drops the views the tag filter rejects, acknowledging them.
   absl::Status Filter(std::vector<MessageView>& views);
   bool OwnTopic(const MessageView& message) const;

@@ -19,6 +19,7 @@
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
+#include "local/local_tables.h"
 #include "retry/redelivery.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
@@ -50,6 +51,9 @@ struct BrokerCore {
   std::unique_ptr<GroupRegistry> groups;
   std::unique_ptr<CheckService> checks;
   std::unique_ptr<Redelivery> redelivery;
+  std::unique_ptr<internal::LocalTables> tables;
+  // Round-robin queue choice of LocalTransaction::Send.
+  std::atomic<uint32_t> local_round_robin{0};
   CallbackRunner callbacks;
 
   // Consumer ids (the owners of leases); 0 is the broker's own.

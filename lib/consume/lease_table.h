@@ -16,6 +16,7 @@
 #define TXMQ_LIB_CONSUME_LEASE_TABLE_H_
 
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -39,6 +40,10 @@ class LeaseTable {
   void DropBelow(uint64_t offset);
   // Forgets the leases that lie entirely inside [begin, end) (acknowledged).
   void DropWithin(uint64_t begin, uint64_t end);
+  bool Contains(uint64_t offset) const {
+    auto it = leases_.upper_bound(offset);
+    return it != leases_.begin() && offset < std::prev(it)->second.end;
+  }
   // Removes `offset` from its lease. False when it is not leased.
   bool Remove(uint64_t offset);
   // Gives `offset` its own lease until `deadline_ms`, same owner. False

@@ -126,6 +126,62 @@ bool QueueCursor::IsAcked(uint64_t offset) {
   return it != ranges_.begin() && offset < std::prev(it)->second;
 }
 
+void QueueCursor::PreAck(uint64_t offset) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (offset < acked_) return;
+    if (offset == acked_) {
+      acked_ = offset + 1;
+      for (auto it = ranges_.begin();
+           it != ranges_.end() && it->first <= acked_; it = ranges_.erase(it)) {
+        acked_ = std::max(acked_, it->second);
+      }
+      committed_.store(acked_, std::memory_order_seq_cst);
+      // Nothing is claimed yet: claims start past the acknowledged prefix.
+      next_.store(std::max(next_.load(std::memory_order_relaxed), acked_),
+                  std::memory_order_relaxed);
+    } else {
+      auto [it, inserted] = ranges_.emplace(offset, offset + 1);
+      (void)inserted;
+      // Merge with neighbours (load order is ascending, so the previous).
+      if (it != ranges_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second >= offset) {
+          prev->second = std::max(prev->second, offset + 1);
+          ranges_.erase(it);
+        }
+      }
+    }
+  }
+  uint64_t until = preacked_until_.load(std::memory_order_relaxed);
+  while (until < offset + 1 &&
+         !preacked_until_.compare_exchange_weak(until, offset + 1)) {
+  }
+  NoteAckRow(offset);
+}
+
+void QueueCursor::NoteAckRow(uint64_t offset) {
+  uint64_t until = ack_rows_until_.load(std::memory_order_relaxed);
+  while (until < offset + 1 &&
+         !ack_rows_until_.compare_exchange_weak(until, offset + 1)) {
+  }
+}
+
+std::optional<uint64_t> QueueCursor::ack_rows_until() const {
+  const uint64_t until = ack_rows_until_.load(std::memory_order_relaxed);
+  if (until == 0) return std::nullopt;
+  return until;
+}
+
+void QueueCursor::ForgetAckRowsBelow(uint64_t committed) {
+  // All rows below `committed` are gone; if none was above, none is left
+  // (a newer row moves ack_rows_until_ up, and the exchange then fails).
+  uint64_t until = ack_rows_until_.load(std::memory_order_relaxed);
+  if (until != 0 && until <= committed) {
+    ack_rows_until_.compare_exchange_strong(until, 0);
+  }
+}
+
 std::pair<uint64_t, uint64_t> QueueCursor::ClaimOrdered(uint64_t limit,
                                                         int64_t now_ms) {
   absl::MutexLock lock(&mu_);

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -78,6 +79,26 @@ class QueueCursor {
   // (Unclaim), so that other consumers get them now.
   void ReturnOwned(uint64_t owner);
   bool IsAcked(uint64_t offset);
+  bool IsLeased(uint64_t offset) {
+    absl::MutexLock lock(&mu_);
+    return leases_.Contains(offset);
+  }
+
+  // Acknowledgements made in local transactions (ack rows, see
+  // consume/cursor_store.h). At load, before any claim, PreAck marks the
+  // offsets of the stored ack rows acknowledged; the next claims may still
+  // hand them out, and the consumer drops them (IsAcked) while
+  // preacked_until() is above what it claimed.
+  void PreAck(uint64_t offset);
+  uint64_t preacked_until() const {
+    return preacked_until_.load(std::memory_order_relaxed);
+  }
+  // The highest offset with an ack row that may still be on disk above the
+  // committed offset, or nullopt. NoteAckRow after writing one (writer);
+  // ForgetAckRowsBelow after deleting those below `committed`.
+  void NoteAckRow(uint64_t offset);
+  std::optional<uint64_t> ack_rows_until() const;
+  void ForgetAckRowsBelow(uint64_t committed);
 
   // Ordered consumption (ConsumerOptions::ordered): one message of the
   // queue in flight at a time, group-wide. Claims [c, c + 1) when nothing
@@ -129,6 +150,11 @@ class QueueCursor {
   // Mirrors acked_ for lock-free readers (the writer, CommittedOffset).
   std::atomic<uint64_t> committed_;
   std::atomic<bool> dirty_{false};
+  // One past the highest pre-acknowledged offset (0: none).
+  std::atomic<uint64_t> preacked_until_{0};
+  // One past the highest ack row written or loaded (0: none on disk above
+  // the committed offset).
+  std::atomic<uint64_t> ack_rows_until_{0};
   // Whether returned_ may be non-empty: keeps Claim's fast path lock-free.
   std::atomic<bool> has_returned_{false};
 

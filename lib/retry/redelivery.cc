@@ -123,9 +123,7 @@ class Redelivery::RequeueRequest final : public WriteRequest {
         PendingRecord::CopyFor(stored, targets.retry->name(), next, due_ms);
     if (!copy.ok()) return copy.status();
     absl::StatusOr<SendResult> sent =
-        due_ms > ctx.now_ms()
-            ? owner_->delays_->ApplyDelay(ctx, *targets.retry, 0, *copy, due_ms)
-            : AppendToQueue(ctx, *targets.retry, 0, *copy);
+        owner_->delays_->Store(ctx, *targets.retry, 0, *copy);
     if (!sent.ok()) return sent.status();
     ++copies_;
     return absl::OkStatus();
