@@ -8,6 +8,13 @@
 //       threads until killed. After each send that returned OK it appends
 //       "<id> <queue> <offset>\n" to SIDEFILE (O_APPEND, one write per
 //       line), so the file lists acknowledged messages only.
+//   txmq_test_child consume DIR SIDEFILE THREADS
+//       opens DIR, prints "ready", and consumes topic "crash" as group
+//       "workers" from THREADS consumers until killed, acknowledging every
+//       message (after 4 ms of "processing" per batch of up to 16) and
+//       calling Flush every few batches. Before acknowledging a
+//       batch it appends "<id>\n" per message to SIDEFILE: a message not in
+//       the file was never acknowledged.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +94,50 @@ int Send(const std::string& dir, const std::string& side, int threads,
   return 0;
 }
 
+int Consume(const std::string& dir, const std::string& side, int threads) {
+  auto broker = txmq::Broker::Open(dir);
+  if (!broker.ok()) return Die(broker.status().ToString());
+  const int fd = ::open(side.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) return Die("cannot open side file");
+  std::vector<std::unique_ptr<txmq::Consumer>> consumers;
+  for (int t = 0; t < threads; ++t) {
+    auto consumer = (*broker)->CreateConsumer("workers", "crash");
+    if (!consumer.ok()) return Die(consumer.status().ToString());
+    consumers.push_back(*std::move(consumer));
+  }
+  Ready();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      txmq::Consumer& consumer = *consumers[t];
+      for (int round = 1;; ++round) {
+        auto batch = consumer.Receive(16, absl::Milliseconds(100));
+        if (!batch.ok()) std::_Exit(3);
+        absl::SleepFor(absl::Milliseconds(1));  // "processing
+        std::string ids;
+        for (const txmq::MessageView& m : *batch) {
+          ids += m.id().ToString() + "\n";
+        }
+        if (::write(fd, ids.data(), ids.size()) !=
+            static_cast<ssize_t>(ids.size())) {
+          std::_Exit(6);
+        }
+        // Half one by one, half as a batch.
+        if (round % 2 == 0) {
+          if (!consumer.Ack(*batch).ok()) std::_Exit(4);
+        } else {
+          for (const txmq::MessageView& m : *batch) {
+            if (!consumer.Ack(m).ok()) std::_Exit(4);
+          }
+        }
+        if (round % 4 == 0 && !consumer.Flush().ok()) std::_Exit(5);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,5 +147,10 @@ int main(int argc, char** argv) {
     return Send(args[1], args[2], std::atoi(args[3].c_str()),
                 args[4] == "sync");
   }
-  return Die("usage: hold DIR | send DIR SIDEFILE THREADS sync|async");
+  if (args.size() == 4 && args[0] == "consume") {
+    return Consume(args[1], args[2], std::atoi(args[3].c_str()));
+  }
+  return Die(
+      "usage: hold DIR | send DIR SIDEFILE THREADS sync|async | consume DIR "
+      "SIDEFILE THREADS");
 }
