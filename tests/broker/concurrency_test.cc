@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 #include <vector>
@@ -98,6 +99,95 @@ TEST(ConcurrencyTest, ExactlyOncePerGroupWithSyncDurability) {
 
 TEST(ConcurrencyTest, ExactlyOncePerGroupWithAsyncDurability) {
   RunProducersAndConsumers(Durability::kAsync);
+}
+
+// Eight competing consumers on ONE queue, while producers send: they ack
+// (one by one or by batch), give messages up (ReconsumeLater), extend
+// invisible times, and leave and join (a destroyed consumer hands its
+// messages back). Every message must be acknowledged exactly once in the
+// end: a give-up acknowledges the original once its copy is stored, and the
+// copy is acknowledged in turn. Run it under ThreadSanitizer too
+// (README, "Development").
+TEST(ConcurrencyTest, EightCompetingConsumersOnOneQueueAckEachMessageOnce) {
+  constexpr int kProducers = 2, kEach = 2500, kConsumers = 8;
+  constexpr int kTotal = kProducers * kEach;
+  TempDir tmp;
+  Options options;
+  options.durability = Durability::kAsync;
+  auto broker = Broker::Open(tmp.path(), options);
+  TXMQ_ASSERT_OK(broker);
+  TXMQ_ASSERT_OK((*broker)->CreateTopic("t", {.queues = 1}));
+  auto producer = (*broker)->CreateProducer();
+  TXMQ_ASSERT_OK(producer);
+
+  absl::Mutex mu;
+  std::map<std::string, int> acked;  // body -> acknowledgements
+  std::atomic<int> done{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    consumers.emplace_back([&, c] {
+      std::mt19937 rng(c);
+      const ConsumerOptions options{
+          .retry = {.backoff = {absl::ZeroDuration()}}};
+      auto consumer = (*broker)->CreateConsumer("workers", "t", options);
+      ASSERT_TRUE(consumer.ok()) << consumer.status();
+      const absl::Time deadline = absl::Now() + absl::Seconds(120);
+      for (int round = 0; done.load() < kTotal && absl::Now() < deadline;
+           ++round) {
+        if (rng() % 50 == 0) {  // leave, and join again
+          consumer->reset();
+          consumer = (*broker)->CreateConsumer("workers", "t", options);
+          ASSERT_TRUE(consumer.ok()) << consumer.status();
+        }
+        auto batch =
+            (*consumer)->Receive(1 + rng() % 16, absl::Milliseconds(5));
+        ASSERT_TRUE(batch.ok()) << batch.status();
+        if (batch->empty()) continue;
+        if (rng() % 4 == 0) {  // the whole batch at once
+          ASSERT_TRUE((*consumer)->Ack(*batch).ok());
+          absl::MutexLock lock(&mu);
+          for (const MessageView& m : *batch) ++acked[std::string(m.body())];
+          done.fetch_add(batch->size());
+          continue;
+        }
+        for (const MessageView& m : *batch) {
+          const uint32_t dice = rng() % 20;
+          if (dice == 0) {
+            ASSERT_TRUE((*consumer)->ReconsumeLater(m).ok());
+            continue;
+          }
+          if (dice == 1) {
+            ASSERT_TRUE(
+                (*consumer)->ChangeInvisibleDuration(m, absl::Minutes(2)).ok());
+          }
+          ASSERT_TRUE((*consumer)->Ack(m).ok());
+          absl::MutexLock lock(&mu);
+          ++acked[std::string(m.body())];
+          done.fetch_add(1);
+        }
+      }
+    });
+  }
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kEach; ++i) {
+        ASSERT_TRUE(
+            (*producer)
+                ->Send({.topic = "t",
+                        .body = std::to_string(p) + "-" + std::to_string(i)})
+                .ok());
+      }
+    });
+  }
+  for (auto& t : producers) t.join();
+  for (auto& t : consumers) t.join();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(acked.size(), static_cast<size_t>(kTotal));
+  int twice = 0;
+  for (const auto& [body, n] : acked) twice += n != 1;
+  EXPECT_EQ(twice, 0);
+  EXPECT_EQ((*broker)->DescribeGroup("workers", "t")->total(), 0u);
 }
 
 }  // namespace
