@@ -23,46 +23,18 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "benchmark/benchmark.h"
 #include "txmq/txmq.h"
 
 namespace {
 
-constexpr size_t kValueBytes = 128;
-constexpr int kScanRecords = 1000000;
-
-std::string MakeTempDir(const char* tag) {
-  const char* base = getenv("TXMQ_BENCH_DIR");
-  std::string tmpl =
-      std::string(base != nullptr ? base : "/tmp") + "/txmq-" + tag + "-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-  return tmpl;
-}
-
-void RemoveDir(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-}
-
-// Directories of the fixtures that live for the whole run (filled once,
-// they are large); removed at exit.
-std::vector<std::string>& RunLongDirs() {
-  static auto* dirs = [] {
-    auto* d = new std::vector<std::string>;
-    std::atexit([] {
-      for (const std::string& dir : RunLongDirs()) RemoveDir(dir);
-    });
-    return d;
-  }();
-  return *dirs;
-}
-
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "benchmark setup failed: %s\n", what);
-    std::abort();
-  }
-}
+using txmq::bench::Check;
+using txmq::bench::kScanRecords;
+using txmq::bench::kValueBytes;
+using txmq::bench::MakeTempDir;
+using txmq::bench::RemoveDir;
+using txmq::bench::RunLongDirs;
 
 // ---- txmq sends --------------------------------------------------------
 
@@ -278,6 +250,57 @@ void BM_TxmqConsume(benchmark::State& state) {
   state.SetBytesProcessed(consumed * kValueBytes);
 }
 BENCHMARK(BM_TxmqConsume)->Arg(1024)->Unit(benchmark::kMillisecond);
+
+// Consume with an acknowledgement per message (Ack(view)), by 1 or 4
+// competing consumers of one group, over the same 1M messages.
+void BM_TxmqConsumeAck(benchmark::State& state) {
+  ConsumeFixture& f = Consumable();
+  const int consumers = state.range(0);
+  int64_t consumed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string group = "ack" + std::to_string(f.groups++);
+    std::vector<std::unique_ptr<txmq::Consumer>> members;
+    for (int c = 0; c < consumers; ++c) {
+      members.push_back(*f.broker->CreateConsumer(group, "bench"));
+    }
+    std::atomic<int64_t> acked{0};
+    std::atomic<bool> failed{false};
+    state.ResumeTiming();
+    std::vector<std::thread> threads;
+    for (int c = 0; c < consumers; ++c) {
+      threads.emplace_back([&, c] {
+        uint64_t checksum = 0;
+        while (acked.load(std::memory_order_relaxed) < kScanRecords) {
+          auto batch = members[c]->Receive(256, absl::ZeroDuration());
+          if (!batch.ok()) {
+            failed = true;
+            return;
+          }
+          for (const txmq::MessageView& m : *batch) {
+            checksum += m.body().size();
+            if (!members[c]->Ack(m).ok()) failed = true;
+          }
+          acked.fetch_add(batch->size(), std::memory_order_relaxed);
+        }
+        benchmark::DoNotOptimize(checksum);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    if (failed) {
+      state.SkipWithError("receive or ack failed");
+      return;
+    }
+    consumed += acked.load();
+  }
+  state.SetItemsProcessed(consumed);
+}
+BENCHMARK(BM_TxmqConsumeAck)
+    ->ArgName("consumers")
+    ->Arg(1)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // ---- raw LMDB ----------------------------------------------------------
 
