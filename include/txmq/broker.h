@@ -15,7 +15,8 @@
 //   - A send that returned OK is never lost: in kSync mode not by a crash or
 //     a power loss, in kAsync mode not by a crash of the process.
 //   - Every stored message is delivered to every consumer group that reads
-//     its topic, at least once; within a queue in offset order.
+//     its topic, at least once; within a queue in offset order. (Unless
+//     retention deletes it first: see TopicOptions::retention.)
 //   - Bad input gets a clear absl::Status and damages nothing stored.
 //
 // Caveats (read these):
@@ -30,6 +31,9 @@
 //     UNAVAILABLE (release, then retry) rather than deadlock with a thread
 //     that holds a batch while it sends.
 //   - kAsync trades power-loss safety for speed: see Durability.
+//   - Topics keep messages for 72 hours by default (TopicOptions::retention),
+//     whether or not every group has consumed them; a group that falls
+//     further behind skips what was deleted.
 //
 // Thread-safe: every Broker method may be called from any thread.
 
@@ -108,6 +112,12 @@ struct Options {
   // FAILED_PRECONDITION) rather than NOT_FOUND.
   absl::Duration outcome_retention = absl::Hours(72);
 
+  // How often the background retention sweep looks for expired messages
+  // (TopicOptions::retention): from 1 ms to 1 day. A message is deleted
+  // between its expiry and one interval later (longer while the sweep
+  // works through a large backlog).
+  absl::Duration retention_check_interval = absl::Seconds(10);
+
   // Optional. Receives the broker's rare notable events (map growth, a
   // failed background sync). Called from broker threads; must not block.
   std::function<void(LogLevel, std::string_view)> log;
@@ -116,6 +126,23 @@ struct Options {
 struct TopicOptions {
   // Queues are the unit of order and of parallelism: 1 to 1024.
   uint32_t queues = 4;
+
+  // How long the topic keeps a message after its store time (the broker's
+  // clock). Later, a background sweep deletes it, whether or not every
+  // consumer group has consumed it; absl::InfiniteDuration() keeps messages
+  // forever. From 1 second to 100 years; other values are INVALID_ARGUMENT.
+  // Change it later with Broker::SetTopicRetention.
+  //
+  // The sweep deletes each queue's expired prefix (in the background, in
+  // write transactions of at most 1024 messages, every
+  // Options::retention_check_interval) and stops at the first message that
+  // has not expired: a message stored after a clock step back may outlive
+  // its retention until those before it expire. It never deletes the last
+  // message of a queue, so that offsets continue after a restart. A
+  // consumer group behind the first stored message skips the deleted
+  // messages (they count as consumed); a received batch keeps reading its
+  // messages even if they are deleted meanwhile.
+  absl::Duration retention = absl::Hours(72);
 };
 
 struct QueueInfo {
@@ -129,6 +156,8 @@ struct TopicInfo {
   std::string name;
   uint32_t queue_count = 0;
   absl::Time create_time;
+  // TopicOptions::retention (absl::InfiniteDuration(): kept forever).
+  absl::Duration retention;
   std::vector<QueueInfo> queues;
 
   uint64_t message_count() const {
@@ -142,8 +171,9 @@ struct TopicInfo {
 struct GroupQueueLag {
   uint32_t queue = 0;
   // Every message below `committed` is acknowledged; `end` is one past the
-  // last stored message; lag = end - committed (messages not yet
-  // acknowledged by the group).
+  // last stored message; lag = end - max(committed, the queue's first
+  // offset): the stored messages not yet acknowledged by the group
+  // (messages that retention deleted are not lag).
   uint64_t committed = 0;
   uint64_t end = 0;
   uint64_t lag = 0;
@@ -177,6 +207,7 @@ struct BrokerStats {
   uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
   uint64_t checks = 0;                  // check-backs answered since Open
   uint64_t delayed_messages = 0;        // stored, waiting for deliver_at
+  uint64_t expired_messages = 0;        // deleted by retention since Open
   size_t map_bytes = 0;                 // current map size
   size_t used_bytes = 0;  // high-water mark of pages in the data file
   uint64_t commits = 0;   // write transactions committed since Open
@@ -210,14 +241,21 @@ class Broker {
   // consumers and batches must already be destroyed.
   virtual ~Broker() = default;
 
-  // Errors: INVALID_ARGUMENT (bad name or queue count), ALREADY_EXISTS,
-  // RESOURCE_EXHAUSTED (Options::max_queues would be passed).
+  // Errors: INVALID_ARGUMENT (bad name, queue count or retention),
+  // ALREADY_EXISTS, RESOURCE_EXHAUSTED (Options::max_queues would be
+  // passed).
   virtual absl::Status CreateTopic(std::string_view name,
                                    const TopicOptions& options = {}) = 0;
   // Deletes the topic, its messages and every group's offsets for it.
   // Producers and consumers of it get NOT_FOUND from then on.
   // Errors: NOT_FOUND, INVALID_ARGUMENT.
   virtual absl::Status DeleteTopic(std::string_view name) = 0;
+  // Changes how long `name` keeps messages (TopicOptions::retention), on
+  // disk and for the next sweep; a shorter retention deletes the newly
+  // expired messages at the next sweep. Errors: NOT_FOUND, INVALID_ARGUMENT
+  // (bad name or retention).
+  virtual absl::Status SetTopicRetention(std::string_view name,
+                                         absl::Duration retention) = 0;
   // Sorted by name.
   virtual std::vector<TopicInfo> ListTopics() const = 0;
   // Errors: NOT_FOUND.

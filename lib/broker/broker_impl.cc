@@ -13,6 +13,7 @@
 #include "broker/producer_impl.h"
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
+#include "retention/retention_policy.h"
 #include "storage/lmdb_status.h"
 #include "topic/names.h"
 #include "txmq/broker.h"
@@ -49,6 +50,11 @@ absl::Status ValidateOptions(const Options& o) {
     return absl::InvalidArgumentError(
         "Options::outcome_retention must be between 0 and 10 years");
   }
+  if (o.retention_check_interval < absl::Milliseconds(1) ||
+      o.retention_check_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        "Options::retention_check_interval must be between 1 ms and 1 day");
+  }
   if (o.durability == Durability::kAsync &&
       o.async_sync_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -69,10 +75,11 @@ TopicInfo Describe(const Topic& topic) {
   info.name = topic.name();
   info.queue_count = topic.queue_count();
   info.create_time = absl::FromUnixMillis(topic.create_time_ms());
+  info.retention = RetentionDuration(topic.retention_ms());
   for (uint32_t q = 0; q < topic.queue_count(); ++q) {
     info.queues.push_back(QueueInfo{
         .queue = q,
-        .first_offset = topic.queue(q).first.load(std::memory_order_relaxed),
+        .first_offset = topic.queue(q).first.load(std::memory_order_acquire),
         .end_offset = topic.queue(q).end.load(std::memory_order_acquire)});
   }
   return info;
@@ -156,6 +163,8 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
       expired.push_back(t);
     } else if (t.target.kind == kTimerDelivery) {
       deliveries.push_back(t);
+    } else if (t.target.kind == kTimerRetentionSweep) {
+      core->retention->OnDue();
     }
   }
   if (!deliveries.empty()) {
@@ -307,6 +316,10 @@ class BrokerImpl final : public Broker {
     core_.checks = std::make_unique<CheckService>(
         core_.env.get(), core_.txns.get(), core_.writer.get(),
         core_.timers.get(), core_.clock);
+    core_.retention = std::make_unique<RetentionSweeper>(
+        core_.topics.get(), core_.writer.get(), core_.timers.get(), core_.clock,
+        o.retention_check_interval, o.log);
+    core_.retention->Start();
     // Recovery: the first load of the timer table re-arms every pending
     // check-back.
     core_.timers->Start();
@@ -359,12 +372,25 @@ class BrokerImpl final : public Broker {
   absl::Status CreateTopic(std::string_view name,
                            const TopicOptions& options) override {
     TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    TXMQ_ASSIGN_OR_RETURN(const int64_t retention_ms,
+                          RetentionMs(options.retention));
     return RunWrite(
         *core_.writer,
         [&](WriteContext& ctx) {
-          return core_.topics->ApplyCreate(ctx, name, options.queues);
+          return core_.topics->ApplyCreate(ctx, name, options.queues,
+                                           retention_ms);
         },
         /*exclusive=*/true);
+  }
+
+  absl::Status SetTopicRetention(std::string_view name,
+                                 absl::Duration retention) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    TXMQ_ASSIGN_OR_RETURN(const int64_t retention_ms, RetentionMs(retention));
+    return RunWrite(*core_.writer, [&](WriteContext& ctx) -> absl::Status {
+      absl::Status s = core_.topics->ApplySetRetention(ctx, name, retention_ms);
+      return absl::IsNotFound(s) ? NoSuchTopic(name) : s;
+    });
   }
 
   absl::Status DeleteTopic(std::string_view name) override {
@@ -441,6 +467,7 @@ class BrokerImpl final : public Broker {
     stats.exhausted_transactions = core_.txns->exhausted();
     stats.checks = core_.checks->checks();
     stats.delayed_messages = core_.delays->pending();
+    stats.expired_messages = core_.retention->expired();
     return stats;
   }
 

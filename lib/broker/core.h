@@ -15,6 +15,7 @@
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
+#include "retention/retention_sweeper.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
 #include "topic/topic_registry.h"
@@ -44,6 +45,8 @@ struct BrokerCore {
   std::unique_ptr<Writer> writer;
   std::unique_ptr<GroupRegistry> groups;
   std::unique_ptr<CheckService> checks;
+  // Driven by the timer thread; its requests run on the writer.
+  std::unique_ptr<RetentionSweeper> retention;
   CallbackRunner callbacks;
 
   std::atomic<uint64_t> zero_copy_reads{0};
