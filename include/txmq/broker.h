@@ -115,7 +115,8 @@ struct Options {
   // How often the background retention sweep looks for expired messages
   // (TopicOptions::retention): from 1 ms to 1 day. A message is deleted
   // between its expiry and one interval later (longer while the sweep
-  // works through a large backlog).
+  // works through a large backlog, and, because the sweep is scheduled on
+  // the broker's clock, as much longer as that clock steps back).
   absl::Duration retention_check_interval = absl::Seconds(10);
 
   // Optional. Receives the broker's rare notable events (map growth, a
@@ -131,7 +132,8 @@ struct TopicOptions {
   // clock). Later, a background sweep deletes it, whether or not every
   // consumer group has consumed it; absl::InfiniteDuration() keeps messages
   // forever. From 1 second to 100 years; other values are INVALID_ARGUMENT.
-  // Change it later with Broker::SetTopicRetention.
+  // Change it later with Broker::SetTopicRetention. The broker's own topics
+  // (names beginning with '%') get the default too.
   //
   // The sweep deletes each queue's expired prefix (in the background, in
   // write transactions of at most 1024 messages, every
