@@ -6,7 +6,7 @@
 //
 //   build/bench/txmq_retention_soak [--seconds=600] [--rate=2000]
 //       [--body=1024] [--retention=10] [--report=30] [--queues=4]
-//       [--consume] [--sync] [--real_clock] [--dir=/tmp]
+//       [--consume] [--hold=0] [--sync] [--real_clock] [--dir=/tmp]
 //
 //   --seconds    how long to run, in simulated seconds
 //   --rate       messages per simulated second
@@ -14,6 +14,8 @@
 //   --retention  the topic's retention, seconds
 //   --report     print a line every this many simulated seconds
 //   --consume    a consumer group reads and acknowledges everything
+//   --hold       half-way through, hold one received batch (an open read
+//                transaction) for this many simulated seconds
 //   --sync       kSync durability (default kAsync: the file's growth does
 //                not depend on it, and the run is faster)
 //   --real_clock the system clock and real pacing (default: a ManualClock
@@ -44,6 +46,7 @@ struct Flags {
   int64_t retention = 10;
   int64_t report = 30;
   int64_t queues = 4;
+  int64_t hold = 0;
   bool consume = false;
   bool sync = false;
   bool real_clock = false;
@@ -82,6 +85,8 @@ Flags Parse(int argc, char** argv) {
       number(&f.report);
     } else if (name == "--queues") {
       number(&f.queues);
+    } else if (name == "--hold") {
+      number(&f.hold);
     } else if (name == "--dir") {
       f.dir = value;
     } else if (name == "--consume") {
@@ -165,8 +170,25 @@ int main(int argc, char** argv) {
   const absl::Time real_start = absl::Now();
   uint64_t sent = 0;
   std::vector<txmq::Message> batch;
+  std::unique_ptr<txmq::Consumer> holder;
+  txmq::ReceivedBatch held;
   for (int64_t i = 1; i <= steps; ++i) {
     const absl::Time step_start = absl::Now();
+    if (flags.hold > 0 && i == steps / 2) {
+      holder = *broker->CreateConsumer("soak-holder", "soak");
+      auto got = holder->Receive(1, absl::ZeroDuration());
+      if (!got.ok()) Die(got.status().ToString());
+      if (got->empty()) Die("nothing to hold");
+      held = *std::move(got);
+      std::printf("%8lld holding a batch for %llds\n",
+                  static_cast<long long>(i / 10),
+                  static_cast<long long>(flags.hold));
+    }
+    if (holder != nullptr && i == steps / 2 + flags.hold * 10) {
+      held = txmq::ReceivedBatch();
+      holder.reset();
+      std::printf("%8lld released the batch\n", static_cast<long long>(i / 10));
+    }
     for (int64_t n = 0; n < per_step; n += batch.size()) {
       batch.clear();
       for (int64_t j = n; j < per_step && j < n + 256; ++j) {
