@@ -241,7 +241,18 @@ void RetentionSweeper::Arm() {
 
 void RetentionSweeper::OnDue() {
   Arm();
-  if (running_.exchange(true, std::memory_order_acq_rel)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (running_) {
+      again_ = true;
+      return;
+    }
+    running_ = true;
+  }
+  StartSweep();
+}
+
+void RetentionSweeper::StartSweep() {
   std::vector<std::shared_ptr<Topic>> topics;
   for (std::shared_ptr<Topic>& topic : topics_->All()) {
     if (topic->retention_ms() != kKeepForever) {
@@ -249,7 +260,8 @@ void RetentionSweeper::OnDue() {
     }
   }
   if (topics.empty()) {
-    running_.store(false, std::memory_order_release);
+    absl::MutexLock lock(&mu_);
+    running_ = again_ = false;
     return;
   }
   writer_->Submit(new SweepRequest(this, std::move(topics), 0, 0));
@@ -265,7 +277,15 @@ void RetentionSweeper::Finish(const absl::Status& status) {
                          "sweep",
                          status.message()));
   }
-  running_.store(false, std::memory_order_release);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!again_) {
+      running_ = false;
+      return;
+    }
+    again_ = false;
+  }
+  StartSweep();
 }
 
 }  // namespace txmq

@@ -3,7 +3,9 @@
 //
 // No thread of its own. One volatile timer (kTimerRetentionSweep, no disk
 // row) on the TimerService calls OnDue() every retention_check_interval;
-// OnDue re-arms it and, unless a sweep is still running, starts one. A sweep
+// OnDue re-arms it and starts a sweep, or, while one is still running,
+// has another start as soon as that one ends (so no sweep is lost when
+// the clock jumps further while a sweep runs). A sweep
 // is a chain of writer requests: each deletes at most kMaxDeletesPerRequest
 // messages in the writer's transaction and, when it completes, submits the
 // next one, so a large backlog is deleted in many small transactions that
@@ -36,7 +38,7 @@
 //
 // Thread rules: Start before the timer thread runs; OnDue on the timer
 // thread; the requests apply and complete on the writer thread; expired()
-// and running() from any thread.
+// and running() from any thread (a mutex guards the sweep state).
 
 #ifndef TXMQ_LIB_RETENTION_RETENTION_SWEEPER_H_
 #define TXMQ_LIB_RETENTION_RETENTION_SWEEPER_H_
@@ -48,7 +50,9 @@
 #include <memory>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "topic/topic_registry.h"
 #include "txmq/broker.h"
@@ -76,21 +80,28 @@ class RetentionSweeper {
 
   // Arms the first sweep, one interval from now.
   void Start();
-  // Thread: timer. The sweep timer fired: re-arm it, and start a sweep
-  // unless one is running. Never blocks.
+  // Thread: timer. The sweep timer fired: re-arm it, and start a sweep (or
+  // another one after the one running). Never blocks on the writer.
   void OnDue();
 
   // Messages deleted since the broker opened (BrokerStats). Counted with
   // QueueState::first, just before the deleting transaction commits (and
   // taken back if it aborts).
   uint64_t expired() const { return expired_.load(std::memory_order_relaxed); }
-  // Whether a sweep is in progress (for tests).
-  bool running() const { return running_.load(std::memory_order_acquire); }
+  // Whether a sweep is in progress or due to start (for tests).
+  bool running() const {
+    absl::MutexLock lock(&mu_);
+    return running_;
+  }
 
  private:
   class SweepRequest;
 
   void Arm();
+  // Submits the first request of a sweep over the topics that have a
+  // retention, or, when there are none, ends the sweep. Call with running_
+  // set, without mu_.
+  void StartSweep();
   // Thread: writer. The sweep ended (OK: it went through every queue).
   void Finish(const absl::Status& status);
 
@@ -101,7 +112,10 @@ class RetentionSweeper {
   const int64_t interval_ms_;
   const LogFn log_;
 
-  std::atomic<bool> running_{false};
+  mutable absl::Mutex mu_;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  // The timer fired while a sweep ran: start another when it ends.
+  bool again_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> expired_{0};
   // Thread: writer only. Queues (by number) whose damaged record the log
   // has been told about, so a damaged queue is reported once, not at every
