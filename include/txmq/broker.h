@@ -53,8 +53,10 @@
 #include "absl/time/time.h"
 #include "txmq/clock.h"
 #include "txmq/consumer.h"
+#include "txmq/local_transaction.h"
 #include "txmq/message.h"
 #include "txmq/producer.h"
+#include "txmq/push_consumer.h"
 #include "txmq/transaction.h"
 
 namespace txmq {
@@ -96,6 +98,8 @@ struct Options {
   // The most queues (summed over all topics) the directory can hold; each
   // queue is an LMDB table, and LMDB fixes the table count at open.
   uint32_t max_queues = 1024;
+  // The most host tables (OpenTable) the broker can open: 0 to 4096.
+  uint32_t max_tables = 64;
   // The most transactions reading at once: received batches alive, plus
   // readers in other processes (the CLI).
   uint32_t max_readers = 256;
@@ -204,15 +208,44 @@ struct OffsetReset {
   absl::Time time;  // kTime only (the broker's clock)
 };
 
+// A message in a consumer group's dead-letter queue, copied out.
+struct DeadLetter {
+  // Where the message was first stored: its id, topic, queue and offset.
+  MessageId id;
+  std::string topic;
+  uint32_t queue = 0;
+  uint64_t offset = 0;
+  std::string key;
+  std::vector<std::string> tags;
+  std::vector<std::pair<std::string, std::string>> properties;
+  std::string body;
+  absl::Time born_time;
+  absl::Time store_time;  // the original store time
+  absl::Time dead_time;   // when it entered the dead-letter queue
+  // Redeliveries it had (the last failure was delivery 1 + this).
+  uint32_t reconsume_times = 0;
+  // Its offset in the dead-letter queue (topic "%DLQ%<group>", queue 0).
+  uint64_t dead_letter_offset = 0;
+};
+
+struct RedriveResult {
+  uint64_t redriven = 0;  // given back to the group
+  uint64_t dropped = 0;   // their topic was deleted
+};
+
 struct BrokerStats {
   uint64_t pending_transactions = 0;    // half messages awaiting resolution
   uint64_t exhausted_transactions = 0;  // of which in the check-exhausted hold
   uint64_t checks = 0;                  // check-backs answered since Open
   uint64_t delayed_messages = 0;        // stored, waiting for deliver_at
-  uint64_t expired_messages = 0;        // deleted by retention since Open
-  size_t map_bytes = 0;                 // current map size
-  size_t used_bytes = 0;  // high-water mark of pages in the data file
-  uint64_t commits = 0;   // write transactions committed since Open
+  // Since Open: copies stored for redelivery (ReconsumeLater, or invisible
+  // time ran out), and messages moved to dead-letter queues.
+  uint64_t redeliveries = 0;
+  uint64_t dead_lettered = 0;
+  uint64_t expired_messages = 0;  // deleted by retention since Open
+  size_t map_bytes = 0;           // current map size
+  size_t used_bytes = 0;          // high-water mark of pages in the data file
+  uint64_t commits = 0;           // write transactions committed since Open
   uint64_t map_growths = 0;
   // Messages handed to consumers in place (zero-copy) and, for records
   // that were not 8-byte aligned in the map, through a copy. The layout in
@@ -275,6 +308,41 @@ class Broker {
       std::string_view group, std::string_view topic,
       const ConsumerOptions& options = {}) = 0;
 
+  // A push consumer (include/txmq/push_consumer.h): `listener` is called
+  // with each message of `topic` for consumer group `group`, on
+  // options.threads threads, from now until the PushConsumer is destroyed.
+  // Errors: INVALID_ARGUMENT (bad options, no listener), and those of
+  // CreateConsumer.
+  virtual absl::StatusOr<std::unique_ptr<PushConsumer>> CreatePushConsumer(
+      std::string_view group, std::string_view topic, MessageListener listener,
+      const PushConsumerOptions& options = {}) = 0;
+
+  // Host tables and local transactions (include/txmq/local_transaction.h).
+  //
+  // Opens the host table `name` (1 to 127 bytes of [A-Za-z0-9_.-]),
+  // creating it if missing; opening it again returns the same table.
+  // Errors: INVALID_ARGUMENT (bad name), RESOURCE_EXHAUSTED
+  // (Options::max_tables are open).
+  virtual absl::StatusOr<LocalTable> OpenTable(std::string_view name) = 0;
+  // Runs `fn` in one write transaction with the broker's own writes: its
+  // table writes, sends and acknowledgements are committed together, or
+  // none of them (fn returned an error or threw: that error, or INTERNAL,
+  // is returned). Returns once committed, durable as a send would be
+  // (Options::durability). Thread rules: `fn` runs on the broker's writer
+  // thread, holding up every write while it runs: keep it short, and do
+  // not call broker methods that wait for the writer from it (Send,
+  // CreateConsumer, Flush, ...: they fail with FAILED_PRECONDITION there);
+  // use the LocalTransaction's own. `fn` may run more than once (when the
+  // data file must grow, the batch is applied again): it must have no
+  // effects outside the transaction. Errors: fn's, write errors, and
+  // FAILED_PRECONDITION when called from inside a transaction.
+  virtual absl::Status RunInTransaction(
+      const std::function<absl::Status(LocalTransaction&)>& fn) = 0;
+  // Runs `fn` on a consistent snapshot of the host tables, from any
+  // thread, without waiting for writes. Returns fn's status.
+  virtual absl::Status ReadTables(
+      const std::function<absl::Status(const LocalReader&)>& fn) const = 0;
+
   // Makes everything committed so far durable (useful in kAsync mode).
   virtual absl::Status Sync() = 0;
 
@@ -298,6 +366,22 @@ class Broker {
   virtual absl::Status ResetGroup(std::string_view group,
                                   std::string_view topic,
                                   const OffsetReset& reset) = 0;
+
+  // Dead letters (include/txmq/consumer.h, "Retries"): the messages of
+  // `group` that failed every redelivery, oldest first, up to `limit`
+  // (those not re-driven yet). Errors: INVALID_ARGUMENT (bad name or limit
+  // 0), NOT_FOUND (the group has no dead-letter queue: no consumer of it
+  // was ever created).
+  virtual absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(
+      std::string_view group, size_t limit = 100) const = 0;
+  // Gives up to `max` dead letters of `group` (oldest first) back to the
+  // group: each is delivered again at once through the group's retry queue
+  // for its topic, with reconsume_times 0 (a fresh set of retries), to
+  // this group only. One transaction: a crash re-drives all or none.
+  // Dead letters whose topic was deleted are dropped. Errors: as for
+  // ListDeadLetters.
+  virtual absl::StatusOr<RedriveResult> RedriveDeadLetters(
+      std::string_view group, size_t max = SIZE_MAX) = 0;
 
   // Transactional messages (include/txmq/transaction.h).
   //

@@ -146,6 +146,11 @@ class MessageView {
   absl::Time born_time() const { return absl::FromUnixMillis(born_ms_); }
   // When the broker stored it (the broker's clock).
   absl::Time store_time() const { return absl::FromUnixMillis(store_ms_); }
+  // How many deliveries of this message to the consumer's group failed
+  // before this one (RocketMQ's reconsumeTimes): 0 on the first delivery.
+  // A redelivered message (include/txmq/consumer.h, "Retries") keeps its
+  // id, topic, queue, offset and store time; only this count grows.
+  uint32_t reconsume_times() const { return reconsume_times_; }
 
   // Tags and properties are decoded on demand from the stored record (a few
   // tens of nanoseconds each), so a consumer that ignores them pays nothing.
@@ -176,6 +181,11 @@ class MessageView {
   int64_t born_ms_ = 0;
   int64_t store_ms_ = 0;
   uint32_t queue_ = 0;
+  uint32_t reconsume_times_ = 0;
+  // Where a consumer read a redelivered copy: its offset in the group's
+  // retry queue (kNotACopy for the original message).
+  static constexpr uint64_t kNotACopy = UINT64_MAX;
+  uint64_t copy_offset_ = kNotACopy;
 };
 
 }  // namespace txmq

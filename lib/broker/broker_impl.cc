@@ -4,15 +4,19 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_format.h"
 #include "broker/consumer_impl.h"
 #include "broker/core.h"
+#include "broker/dead_letters.h"
 #include "broker/group_admin.h"
 #include "broker/producer_impl.h"
+#include "broker/push_consumer_impl.h"
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
+#include "local/local_transaction_impl.h"
 #include "retention/retention_policy.h"
 #include "storage/lmdb_status.h"
 #include "topic/names.h"
@@ -40,6 +44,10 @@ absl::Status ValidateOptions(const Options& o) {
   if (o.max_queues == 0 || o.max_queues > 32768) {
     return absl::InvalidArgumentError(
         "Options::max_queues must be between 1 and 32768");
+  }
+  if (o.max_tables > 4096) {
+    return absl::InvalidArgumentError(
+        "Options::max_tables must be between 0 and 4096");
   }
   if (o.max_readers < 8) {
     return absl::InvalidArgumentError(
@@ -157,7 +165,9 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
   std::vector<Timer> expired;
   std::vector<Timer> deliveries;
   for (const Timer& t : due) {
-    if (t.target.kind == kTimerCheckBack) {
+    if (t.target.kind == kTimerLeaseExpiry) {
+      core->redelivery->OnExpiry(t.target);
+    } else if (t.target.kind == kTimerCheckBack) {
       checks.push_back(TransactionId::FromBytes(t.target.id));
     } else if (t.target.kind == kTimerOutcomeExpiry) {
       expired.push_back(t);
@@ -261,6 +271,7 @@ class BrokerImpl final : public Broker {
     config.initial_map_bytes = o.initial_map_bytes;
     config.max_map_bytes = o.max_map_bytes;
     config.max_queue_tables = o.max_queues;
+    config.max_host_tables = o.max_tables;
     config.max_readers = o.max_readers;
     config.sync_commits = o.durability == Durability::kSync;
     config.create_if_missing = o.create_if_missing;
@@ -316,6 +327,11 @@ class BrokerImpl final : public Broker {
     core_.checks = std::make_unique<CheckService>(
         core_.env.get(), core_.txns.get(), core_.writer.get(),
         core_.timers.get(), core_.clock);
+    core_.tables = std::make_unique<internal::LocalTables>(
+        core_.env.get(), core_.writer.get(), o.max_tables);
+    core_.redelivery = std::make_unique<Redelivery>(
+        core_.writer.get(), core_.groups.get(), core_.delays.get(),
+        core_.timers.get(), &core_.signal, core_.clock);
     core_.retention = std::make_unique<RetentionSweeper>(
         core_.topics.get(), core_.writer.get(), core_.timers.get(), core_.clock,
         o.retention_check_interval, o.log);
@@ -337,7 +353,7 @@ class BrokerImpl final : public Broker {
 
   absl::Status ResetGroup(std::string_view group, std::string_view topic_name,
                           const OffsetReset& reset) override {
-    TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+    TXMQ_RETURN_IF_ERROR(ValidateProgressName(group));
     TXMQ_RETURN_IF_ERROR(ValidateName(topic_name, NameKind::kTopic));
     std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
     if (topic == nullptr) return NoSuchTopic(topic_name);
@@ -398,18 +414,37 @@ class BrokerImpl final : public Broker {
     return RunWrite(
         *core_.writer,
         [&](WriteContext& ctx) -> absl::Status {
-          TXMQ_RETURN_IF_ERROR(core_.topics->ApplyDelete(
-              ctx, name, [groups = core_.groups.get()](const Topic& topic) {
-                groups->ForgetTopic(topic);
-              }));
-          if (int rc = DeleteTopicCursors(ctx.txn(), core_.env->cursor_table(),
-                                          name);
-              rc != MDB_SUCCESS) {
-            return ctx.Fail(rc, "cannot delete the topic's consumer offsets");
+          // The topic, and the retry topics of its groups.
+          std::vector<std::string> names = {std::string(name)};
+          for (const auto& topic : core_.topics->All()) {
+            if (IsRetryTopicOf(topic->name(), name)) {
+              names.push_back(topic->name());
+            }
+          }
+          for (const std::string& doomed : names) {
+            TXMQ_RETURN_IF_ERROR(core_.topics->ApplyDelete(
+                ctx, doomed, [groups = core_.groups.get()](const Topic& topic) {
+                  groups->ForgetTopic(topic);
+                }));
+            if (int rc = DeleteTopicCursors(ctx.txn(),
+                                            core_.env->cursor_table(), doomed);
+                rc != MDB_SUCCESS) {
+              return ctx.Fail(rc, "cannot delete the topic's consumer offsets");
+            }
           }
           return absl::OkStatus();
         },
         /*exclusive=*/true);
+  }
+
+  absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(
+      std::string_view group, size_t limit) const override {
+    return ListGroupDeadLetters(core_, group, limit);
+  }
+
+  absl::StatusOr<RedriveResult> RedriveDeadLetters(std::string_view group,
+                                                   size_t max) override {
+    return RedriveGroupDeadLetters(core_, group, max);
   }
 
   std::vector<TopicInfo> ListTopics() const override {
@@ -440,12 +475,76 @@ class BrokerImpl final : public Broker {
     TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
     std::shared_ptr<Topic> topic = core_.topics->Find(topic_name);
     if (topic == nullptr) return NoSuchTopic(topic_name);
-    TXMQ_ASSIGN_OR_RETURN(TagFilter filter,
-                          TagFilter::Parse(options.tag_filter));
-    TXMQ_ASSIGN_OR_RETURN(std::shared_ptr<GroupState> state,
-                          core_.groups->Get(group, topic, options.start_from));
+    LocalConsumer::Params params{
+        .group = std::string(group),
+        .invisible_duration = options.invisible_duration,
+        .ordered = options.ordered};
+    TXMQ_ASSIGN_OR_RETURN(params.filter, TagFilter::Parse(options.tag_filter));
+    if (options.invisible_duration < absl::Milliseconds(1)) {
+      return absl::InvalidArgumentError(
+          "ConsumerOptions::invisible_duration must be at least 1 ms");
+    }
+    for (absl::Duration d : options.retry.backoff) {
+      if (d < absl::ZeroDuration() || d > kMaxDelay) {
+        return absl::InvalidArgumentError(
+            "RetryPolicy::backoff entries must be between 0 and 366 days");
+      }
+    }
+    // Where its progress lives: the group, or a broadcasting instance.
+    std::string progress(group);
+    if (options.model == MessageModel::kBroadcasting) {
+      std::string instance = options.instance;
+      if (instance.empty()) {
+        std::tie(instance, params.on_close) =
+            TakeInstanceNumber(group, topic_name);
+      } else {
+        TXMQ_RETURN_IF_ERROR(ValidateName(instance, NameKind::kGroup));
+      }
+      progress = std::string(group) + "%" + instance;
+    } else if (!options.instance.empty()) {
+      return absl::InvalidArgumentError(
+          "ConsumerOptions::instance is for broadcasting consumers only");
+    }
+    // The group's retry queue for the topic and its dead-letter queue.
+    TXMQ_ASSIGN_OR_RETURN(
+        std::shared_ptr<Topic> retry,
+        EnsureOwnTopic(RetryTopicName(progress, topic_name), topic));
+    TXMQ_ASSIGN_OR_RETURN(
+        std::shared_ptr<Topic> dead_letter,
+        EnsureOwnTopic(DeadLetterTopicName(progress), nullptr));
+    TXMQ_ASSIGN_OR_RETURN(
+        params.state, core_.groups->Get(progress, topic, options.start_from));
+    TXMQ_ASSIGN_OR_RETURN(
+        params.retry, core_.groups->Get(progress, retry, StartFrom::kEarliest));
+    const RedeliveryTargets targets{.retry = retry,
+                                    .dead_letter = dead_letter,
+                                    .policy = options.retry,
+                                    .ordered = options.ordered};
+    params.state->SetTargets(targets);
+    params.retry->SetTargets(targets);
     return std::unique_ptr<Consumer>(
-        new LocalConsumer(&core_, std::move(state), std::move(filter)));
+        new LocalConsumer(&core_, std::move(params)));
+  }
+
+  absl::StatusOr<std::unique_ptr<PushConsumer>> CreatePushConsumer(
+      std::string_view group, std::string_view topic, MessageListener listener,
+      const PushConsumerOptions& options) override {
+    return LocalPushConsumer::Create(*this, group, topic, std::move(listener),
+                                     options);
+  }
+
+  absl::StatusOr<LocalTable> OpenTable(std::string_view name) override {
+    return core_.tables->Open(name);
+  }
+
+  absl::Status RunInTransaction(
+      const std::function<absl::Status(LocalTransaction&)>& fn) override {
+    return RunLocalTransaction(core_, fn);
+  }
+
+  absl::Status ReadTables(const std::function<absl::Status(const LocalReader&)>&
+                              fn) const override {
+    return ReadLocalTables(core_, fn);
   }
 
   absl::Status Sync() override {
@@ -467,6 +566,8 @@ class BrokerImpl final : public Broker {
     stats.exhausted_transactions = core_.txns->exhausted();
     stats.checks = core_.checks->checks();
     stats.delayed_messages = core_.delays->pending();
+    stats.redeliveries = core_.redelivery->redeliveries();
+    stats.dead_lettered = core_.redelivery->dead_lettered();
     stats.expired_messages = core_.retention->expired();
     return stats;
   }
@@ -474,6 +575,61 @@ class BrokerImpl final : public Broker {
   const std::string& dir() const override { return core_.env->dir(); }
 
  private:
+  // The lowest broadcasting instance number of (group, topic) that no live
+  // consumer uses, and what gives it back.
+  std::pair<std::string, std::function<void()>> TakeInstanceNumber(
+      std::string_view group, std::string_view topic) {
+    std::string key = std::string(group) + '\0' + std::string(topic);
+    uint32_t number = 0;
+    {
+      absl::MutexLock lock(&core_.instances_mu);
+      std::set<uint32_t>& used = core_.instances[key];
+      while (used.contains(number)) ++number;
+      used.insert(number);
+    }
+    BrokerCore* core = &core_;
+    return {std::to_string(number), [core, key, number] {
+              absl::MutexLock lock(&core->instances_mu);
+              core->instances[key].erase(number);
+            }};
+  }
+
+  // The broker's own topic `name` (one queue), created if missing; for
+  // topic `of` (when given), which must not be deleted meanwhile
+  // (NOT_FOUND).
+  absl::StatusOr<std::shared_ptr<Topic>> EnsureOwnTopic(
+      const std::string& name, const std::shared_ptr<Topic>& of) {
+    if (std::shared_ptr<Topic> topic = core_.topics->Find(name)) return topic;
+    absl::Status s = RunWrite(
+        *core_.writer,
+        [&](WriteContext& ctx) -> absl::Status {
+          // Checked in the writer: a deletion of `of` that committed
+          // before is visible here, and one after it deletes this too.
+          if (of != nullptr && of->deleted()) {
+            return absl::NotFoundError(
+                absl::StrFormat("topic '%s' was deleted", of->name()));
+          }
+          // The broker's own topics keep the default retention.
+          return core_.topics->ApplyCreate(
+              ctx, name, 1, absl::ToInt64Milliseconds(kDefaultRetention));
+        },
+        /*exclusive=*/true);
+    if (absl::IsNotFound(s)) return s;
+    if (!s.ok() && !absl::IsAlreadyExists(s)) {
+      return absl::Status(
+          s.code(),
+          absl::StrFormat("cannot create '%s', which a consumer group needs "
+                          "for its retries and dead letters: %s",
+                          name, std::string(s.message())));
+    }
+    std::shared_ptr<Topic> topic = core_.topics->Find(name);
+    if (topic == nullptr) {  // deleted with `of` right after
+      return absl::NotFoundError(absl::StrFormat(
+          "topic '%s' was deleted", of != nullptr ? of->name() : name));
+    }
+    return topic;
+  }
+
   BrokerCore core_;
 };
 

@@ -11,11 +11,17 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <set>
+#include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "broker/callback_runner.h"
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
+#include "local/local_tables.h"
 #include "retention/retention_sweeper.h"
+#include "retry/redelivery.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
 #include "topic/topic_registry.h"
@@ -45,9 +51,22 @@ struct BrokerCore {
   std::unique_ptr<Writer> writer;
   std::unique_ptr<GroupRegistry> groups;
   std::unique_ptr<CheckService> checks;
+  std::unique_ptr<Redelivery> redelivery;
+  std::unique_ptr<internal::LocalTables> tables;
+  // Round-robin queue choice of LocalTransaction::Send.
+  std::atomic<uint32_t> local_round_robin{0};
   // Driven by the timer thread; its requests run on the writer.
   std::unique_ptr<RetentionSweeper> retention;
   CallbackRunner callbacks;
+
+  // Consumer ids (the owners of leases); 0 is the broker's own.
+  std::atomic<uint64_t> next_consumer_id{1};
+
+  // Broadcasting instance numbers in use by live consumers, per
+  // group '\0' topic (ConsumerOptions::instance).
+  absl::Mutex instances_mu;
+  absl::flat_hash_map<std::string, std::set<uint32_t>> instances
+      ABSL_GUARDED_BY(instances_mu);
 
   std::atomic<uint64_t> zero_copy_reads{0};
   std::atomic<uint64_t> copied_reads{0};

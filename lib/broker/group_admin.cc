@@ -41,7 +41,7 @@ GroupLag MakeLag(const BrokerCore& core, std::string_view group,
 absl::StatusOr<GroupLag> DescribeGroupLag(const BrokerCore& core,
                                           std::string_view group,
                                           std::string_view topic_name) {
-  TXMQ_RETURN_IF_ERROR(ValidateName(group, NameKind::kGroup));
+  TXMQ_RETURN_IF_ERROR(ValidateProgressName(group));
   TXMQ_RETURN_IF_ERROR(ValidateName(topic_name, NameKind::kTopic));
   std::shared_ptr<Topic> topic = core.topics->Find(topic_name);
   if (topic == nullptr) {

@@ -44,12 +44,8 @@ class SendRequest : public WriteRequest {
       }
     }
     for (Item& item : items_) {
-      const int64_t deliver_at_ms = item.record.deliver_at_ms();
       absl::StatusOr<SendResult> sent =
-          deliver_at_ms > ctx.now_ms()
-              ? delays_->ApplyDelay(ctx, *item.topic, item.queue, item.record,
-                                    deliver_at_ms)
-              : AppendToQueue(ctx, *item.topic, item.queue, item.record);
+          delays_->Store(ctx, *item.topic, item.queue, item.record);
       if (!sent.ok()) return sent.status();
       results_.push_back(*sent);
     }
@@ -128,6 +124,7 @@ static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
 }
 
 absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   BlockingSend request(core_->delays.get());
   if (absl::Status s =
           Prepare(core_, options_, round_robin_, message,
@@ -168,6 +165,7 @@ absl::StatusOr<std::vector<SendResult>> LocalProducer::SendBatch(
   if (messages.empty()) {
     return absl::InvalidArgumentError("SendBatch needs at least one message");
   }
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   BlockingSend request(core_->delays.get());
   const int64_t born_ms = absl::ToUnixMillis(core_->clock->Now());
   for (const Message& message : messages) {
@@ -189,6 +187,7 @@ absl::StatusOr<std::unique_ptr<Transaction>> LocalProducer::Begin(
         "Begin needs a producer group: create the producer with "
         "ProducerOptions::group, and register the group's checker");
   }
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   BlockingSend prepared(
       core_->delays.get());  // only for Prepare's queue choice and encoding
   if (absl::Status s =
@@ -202,7 +201,7 @@ absl::StatusOr<std::unique_ptr<Transaction>> LocalProducer::Begin(
   absl::StatusOr<TransactionId> id = BeginThroughWriter(
       core_, std::move(item.record), options_.group, options.first_check);
   if (!id.ok()) return id.status();
-  return std::unique_ptr<Transaction>(new LocalTransaction(core_, *id));
+  return std::unique_ptr<Transaction>(new TransactionHandle(core_, *id));
 }
 
 absl::StatusOr<TransactionResult> LocalProducer::SendInTransaction(

@@ -90,6 +90,7 @@ class ResolveRequest final : public WriteRequest {
 
 absl::StatusOr<SendResult> CommitThroughWriter(BrokerCore* core,
                                                const TransactionId& id) {
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   auto shared = std::make_shared<ResolveRequest::Shared>();
   core->writer->Submit(
       new ResolveRequest(core->txns.get(), id, /*commit=*/true, shared));
@@ -98,6 +99,7 @@ absl::StatusOr<SendResult> CommitThroughWriter(BrokerCore* core,
 }
 
 absl::Status RollbackThroughWriter(BrokerCore* core, const TransactionId& id) {
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   auto shared = std::make_shared<ResolveRequest::Shared>();
   core->writer->Submit(
       new ResolveRequest(core->txns.get(), id, /*commit=*/false, shared));

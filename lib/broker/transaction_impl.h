@@ -1,4 +1,4 @@
-// LocalTransaction (the handle Producer::Begin returns) and the calls that
+// TransactionHandle (the handle Producer::Begin returns) and the calls that
 // resolve a transaction through the writer.
 
 #ifndef TXMQ_LIB_BROKER_TRANSACTION_IMPL_H_
@@ -24,9 +24,10 @@ absl::StatusOr<SendResult> CommitThroughWriter(BrokerCore* core,
                                                const TransactionId& id);
 absl::Status RollbackThroughWriter(BrokerCore* core, const TransactionId& id);
 
-class LocalTransaction final : public Transaction {
+class TransactionHandle final : public Transaction {
  public:
-  LocalTransaction(BrokerCore* core, TransactionId id) : core_(core), id_(id) {}
+  TransactionHandle(BrokerCore* core, TransactionId id)
+      : core_(core), id_(id) {}
   const TransactionId& id() const override { return id_; }
   absl::StatusOr<SendResult> Commit() override {
     return CommitThroughWriter(core_, id_);

@@ -75,4 +75,66 @@ int DeleteTopicCursors(MDB_txn* txn, MDB_dbi table, std::string_view topic) {
   return MDB_SUCCESS;
 }
 
+int PutAckRow(MDB_txn* txn, MDB_dbi table, std::string_view group,
+              std::string_view topic, uint32_t queue, uint64_t offset) {
+  std::string key = CursorKey(group, topic, queue);
+  AppendBigEndian(offset, 8, &key);
+  MDB_val k = Val(key), v = Val("");
+  return mdb_put(txn, table, &k, &v, 0);
+}
+
+namespace {
+
+// Visits the ack rows of (group, topic, queue) in offset order while
+// `visit(offset)` returns true.
+template <typename F>
+int ForEachAckRow(MDB_txn* txn, MDB_dbi table, std::string_view group,
+                  std::string_view topic, uint32_t queue, F&& visit) {
+  const std::string prefix = CursorKey(group, topic, queue);
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(txn, table, &cursor); rc != MDB_SUCCESS) {
+    return rc;
+  }
+  MDB_val k = Val(prefix), v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    const std::string_view key(static_cast<const char*>(k.mv_data), k.mv_size);
+    if (key.substr(0, prefix.size()) != prefix) break;
+    if (key.size() != prefix.size() + 8) continue;  // the cursor row
+    if (!visit(GetBigEndian(key.data() + prefix.size(), 8))) break;
+  }
+  mdb_cursor_close(cursor);
+  return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
+}
+
+}  // namespace
+
+int ReadAckRows(MDB_txn* txn, MDB_dbi table, std::string_view group,
+                std::string_view topic, uint32_t queue,
+                std::vector<uint64_t>* out) {
+  return ForEachAckRow(txn, table, group, topic, queue, [&](uint64_t offset) {
+    out->push_back(offset);
+    return true;
+  });
+}
+
+int DeleteAckRowsBelow(MDB_txn* txn, MDB_dbi table, std::string_view group,
+                       std::string_view topic, uint32_t queue,
+                       uint64_t offset) {
+  std::vector<uint64_t> doomed;
+  int rc = ForEachAckRow(txn, table, group, topic, queue, [&](uint64_t o) {
+    if (o >= offset) return false;
+    doomed.push_back(o);
+    return true;
+  });
+  for (uint64_t o : doomed) {
+    if (rc != MDB_SUCCESS) break;
+    std::string key = CursorKey(group, topic, queue);
+    AppendBigEndian(o, 8, &key);
+    MDB_val k = Val(key);
+    rc = mdb_del(txn, table, &k, nullptr);
+  }
+  return rc;
+}
+
 }  // namespace txmq

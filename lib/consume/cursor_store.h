@@ -4,6 +4,15 @@
 //   value = committed offset (u64 big-endian): every message below it has
 //           been acknowledged by the group
 //
+// and, for acknowledgements made in local transactions above the committed
+// offset (include/txmq/local_transaction.h), ack rows right after it:
+//
+//   key   = group '\0' topic '\0' queue (u32 big-endian) offset (u64
+//   big-endian) value = empty: the message at `offset` is acknowledged for good
+//
+// Ack rows below the committed offset say nothing more and are deleted as
+// the committed offset passes them.
+//
 // Names never contain '\0' (topic/names.h), so keys do not collide, and all
 // rows of one group and topic are adjacent.
 //
@@ -35,8 +44,18 @@ int ReadCursors(MDB_txn* txn, MDB_dbi table, std::string_view group,
 int PutCursor(MDB_txn* txn, MDB_dbi table, std::string_view group,
               std::string_view topic, uint32_t queue, uint64_t offset);
 
-// Deletes every group's rows for `topic`.
+// Deletes every group's rows for `topic` (ack rows too).
 int DeleteTopicCursors(MDB_txn* txn, MDB_dbi table, std::string_view topic);
+
+int PutAckRow(MDB_txn* txn, MDB_dbi table, std::string_view group,
+              std::string_view topic, uint32_t queue, uint64_t offset);
+// Appends the offsets of the ack rows of (group, topic, queue), ascending.
+int ReadAckRows(MDB_txn* txn, MDB_dbi table, std::string_view group,
+                std::string_view topic, uint32_t queue,
+                std::vector<uint64_t>* out);
+// Deletes the ack rows of (group, topic, queue) below `offset`.
+int DeleteAckRowsBelow(MDB_txn* txn, MDB_dbi table, std::string_view group,
+                       std::string_view topic, uint32_t queue, uint64_t offset);
 
 }  // namespace txmq
 

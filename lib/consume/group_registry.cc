@@ -22,6 +22,24 @@ absl::Status TopicGone(const Topic& topic) {
       absl::StrFormat("topic '%s' was deleted", topic.name()));
 }
 
+// Writes `queue`'s committed offset, and deletes the ack rows it passed.
+absl::Status PersistCursor(WriteContext& ctx, MDB_dbi table, GroupState& state,
+                           uint32_t queue) {
+  QueueCursor& cursor = state.cursor(queue);
+  const uint64_t offset = cursor.TakeForPersist();
+  const std::string& topic = state.topic()->name();
+  int rc = PutCursor(ctx.txn(), table, state.group(), topic, queue, offset);
+  if (rc == MDB_SUCCESS && cursor.ack_rows_until().has_value()) {
+    rc = DeleteAckRowsBelow(ctx.txn(), table, state.group(), topic, queue,
+                            offset);
+    if (rc == MDB_SUCCESS) {
+      ctx.AfterCommit([&cursor, offset] { cursor.ForgetAckRowsBelow(offset); });
+    }
+  }
+  if (rc != MDB_SUCCESS) return ctx.Fail(rc, "cannot store a consumer offset");
+  return absl::OkStatus();
+}
+
 // Writes one queue's committed offset in the background.
 class PersistRequest : public WriteRequest {
  public:
@@ -33,13 +51,7 @@ class PersistRequest : public WriteRequest {
   absl::Status Apply(WriteContext& ctx) override {
     const Topic& topic = *state_->topic();
     if (topic.deleted()) return absl::OkStatus();
-    const uint64_t offset = state_->cursor(queue_).TakeForPersist();
-    if (int rc = PutCursor(ctx.txn(), env_->cursor_table(), state_->group(),
-                           topic.name(), queue_, offset);
-        rc != MDB_SUCCESS) {
-      return ctx.Fail(rc, "cannot store a consumer offset");
-    }
-    return absl::OkStatus();
+    return PersistCursor(ctx, env_->cursor_table(), *state_, queue_);
   }
   // A failed background write loses nothing but progress: the next
   // acknowledgement schedules another, and delivery is at least once.
@@ -54,8 +66,8 @@ class PersistRequest : public WriteRequest {
 }  // namespace
 
 GroupState::GroupState(std::string group, std::shared_ptr<Topic> topic,
-                       const std::vector<uint64_t>& committed)
-    : group_(std::move(group)), topic_(std::move(topic)) {
+                       const std::vector<uint64_t>& committed, uint64_t serial)
+    : group_(std::move(group)), topic_(std::move(topic)), serial_(serial) {
   for (uint64_t offset : committed) {
     cursors_.push_back(std::make_unique<QueueCursor>(offset));
   }
@@ -72,6 +84,7 @@ absl::StatusOr<std::shared_ptr<GroupState>> GroupRegistry::Get(
     if (it != states_.end() && it->second->topic() == topic) return it->second;
   }
   std::vector<uint64_t> committed(topic->queue_count());
+  std::vector<std::vector<uint64_t>> acked(topic->queue_count());
   absl::Status s = RunWrite(*writer_, [&](WriteContext& ctx) -> absl::Status {
     if (topic->deleted()) return TopicGone(*topic);
     std::vector<std::optional<uint64_t>> stored;
@@ -83,6 +96,12 @@ absl::StatusOr<std::shared_ptr<GroupState>> GroupRegistry::Get(
     for (uint32_t q = 0; q < topic->queue_count(); ++q) {
       if (stored[q].has_value()) {
         committed[q] = *stored[q];
+        acked[q].clear();
+        if (int rc = ReadAckRows(ctx.txn(), env_->cursor_table(), group,
+                                 topic->name(), q, &acked[q]);
+            rc != MDB_SUCCESS) {
+          return ctx.Fail(rc, "cannot read consumer acknowledgements");
+        }
         continue;
       }
       const QueueState& queue = topic->queue(q);
@@ -98,10 +117,17 @@ absl::StatusOr<std::shared_ptr<GroupState>> GroupRegistry::Get(
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  auto state =
-      std::make_shared<GroupState>(std::string(group), topic, committed);
   absl::MutexLock lock(&mu_);
+  auto state = std::make_shared<GroupState>(std::string(group), topic,
+                                            committed, next_serial_++);
+  for (uint32_t q = 0; q < topic->queue_count(); ++q) {
+    for (uint64_t offset : acked[q]) state->cursor(q).PreAck(offset);
+  }
+  if (auto it = states_.find(key); it != states_.end()) {
+    by_serial_.erase(it->second->serial());  // of a deleted topic
+  }
   states_[key] = state;
+  by_serial_[state->serial()] = state;
   return state;
 }
 
@@ -117,11 +143,10 @@ absl::Status GroupRegistry::Flush(const std::shared_ptr<GroupState>& state) {
         const Topic& topic = *state->topic();
         if (topic.deleted()) return TopicGone(topic);
         for (uint32_t q = 0; q < topic.queue_count(); ++q) {
-          const uint64_t offset = state->cursor(q).TakeForPersist();
-          if (int rc = PutCursor(ctx.txn(), env_->cursor_table(),
-                                 state->group(), topic.name(), q, offset);
-              rc != MDB_SUCCESS) {
-            return ctx.Fail(rc, "cannot store consumer offsets");
+          if (absl::Status s =
+                  PersistCursor(ctx, env_->cursor_table(), *state, q);
+              !s.ok()) {
+            return s;
           }
         }
         return absl::OkStatus();
@@ -164,9 +189,15 @@ absl::Status GroupRegistry::Reset(std::string_view group,
           break;
         }
       }
-      if (int rc = PutCursor(ctx.txn(), env_->cursor_table(), group,
-                             topic->name(), q, offsets[q]);
-          rc != MDB_SUCCESS) {
+      int rc = PutCursor(ctx.txn(), env_->cursor_table(), group, topic->name(),
+                         q, offsets[q]);
+      // Acknowledgements of local transactions go too: a reset delivers
+      // from the new offset on, whatever was processed before.
+      if (rc == MDB_SUCCESS) {
+        rc = DeleteAckRowsBelow(ctx.txn(), env_->cursor_table(), group,
+                                topic->name(), q, UINT64_MAX);
+      }
+      if (rc != MDB_SUCCESS) {
         return ctx.Fail(rc, "cannot store consumer offsets");
       }
     }
@@ -174,6 +205,7 @@ absl::Status GroupRegistry::Reset(std::string_view group,
       if (std::shared_ptr<GroupState> state = Find(group, *topic)) {
         for (uint32_t q = 0; q < offsets.size(); ++q) {
           state->cursor(q).Reset(offsets[q]);
+          state->cursor(q).ForgetAckRowsBelow(UINT64_MAX);
         }
       }
     });
@@ -181,10 +213,17 @@ absl::Status GroupRegistry::Reset(std::string_view group,
   });
 }
 
+std::shared_ptr<GroupState> GroupRegistry::FindBySerial(uint64_t serial) const {
+  absl::MutexLock lock(&mu_);
+  auto it = by_serial_.find(serial);
+  return it == by_serial_.end() ? nullptr : it->second;
+}
+
 void GroupRegistry::ForgetTopic(const Topic& topic) {
   absl::MutexLock lock(&mu_);
   for (auto it = states_.begin(); it != states_.end();) {
     if (it->second->topic().get() == &topic) {
+      by_serial_.erase(it->second->serial());
       states_.erase(it++);
     } else {
       ++it;

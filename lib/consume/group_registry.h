@@ -32,21 +32,49 @@
 
 namespace txmq {
 
+// Where a group's failed messages of one topic go (consumer.h, "Retries").
+struct RedeliveryTargets {
+  std::shared_ptr<Topic> retry;        // "%RETRY%<group>%<topic>"
+  std::shared_ptr<Topic> dead_letter;  // "%DLQ%<group>"
+  RetryPolicy policy;
+  // Ordered consumption: a failed message waits at the head of its queue
+  // (QueueCursor::Defer) instead of being copied to the retry queue.
+  bool ordered = false;
+};
+
+// One group's cursors on one topic (a user topic, or the group's retry
+// topic for it).
 class GroupState {
  public:
+  // `serial` names the state in timers; unique within the registry.
   GroupState(std::string group, std::shared_ptr<Topic> topic,
-             const std::vector<uint64_t>& committed);
+             const std::vector<uint64_t>& committed, uint64_t serial);
   GroupState(const GroupState&) = delete;
   GroupState& operator=(const GroupState&) = delete;
 
   const std::string& group() const { return group_; }
   const std::shared_ptr<Topic>& topic() const { return topic_; }
   QueueCursor& cursor(uint32_t queue) { return *cursors_[queue]; }
+  uint64_t serial() const { return serial_; }
+
+  // Set by each consumer created for the state; null until then.
+  void SetTargets(RedeliveryTargets targets) {
+    auto shared = std::make_shared<const RedeliveryTargets>(std::move(targets));
+    absl::MutexLock lock(&mu_);
+    targets_ = std::move(shared);
+  }
+  std::shared_ptr<const RedeliveryTargets> targets() const {
+    absl::MutexLock lock(&mu_);
+    return targets_;
+  }
 
  private:
   const std::string group_;
   const std::shared_ptr<Topic> topic_;
+  const uint64_t serial_;
   std::deque<std::unique_ptr<QueueCursor>> cursors_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const RedeliveryTargets> targets_ ABSL_GUARDED_BY(mu_);
 };
 
 class GroupRegistry {
@@ -73,6 +101,8 @@ class GroupRegistry {
   // created since the broker opened.
   std::shared_ptr<GroupState> Find(std::string_view group,
                                    const Topic& topic) const;
+  // The loaded state with this serial, or null (its topic was deleted).
+  std::shared_ptr<GroupState> FindBySerial(uint64_t serial) const;
 
   // Moves the group's offsets on `topic` (Broker::ResetGroup), on disk and
   // in the loaded state.
@@ -89,6 +119,9 @@ class GroupRegistry {
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(load_mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<GroupState>> states_
       ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<GroupState>> by_serial_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace txmq

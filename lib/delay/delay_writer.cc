@@ -65,6 +65,16 @@ absl::StatusOr<SendResult> DelayWriter::ApplyDelay(WriteContext& ctx,
                     .deliver_at = absl::FromUnixMillis(due_ms)};
 }
 
+absl::StatusOr<SendResult> DelayWriter::Store(WriteContext& ctx,
+                                              Topic& topic, uint32_t queue,
+                                              PendingRecord& record) {
+  const int64_t deliver_at_ms = record.deliver_at_ms();
+  if (deliver_at_ms > ctx.now_ms()) {
+    return ApplyDelay(ctx, topic, queue, record, deliver_at_ms);
+  }
+  return AppendToQueue(ctx, topic, queue, record);
+}
+
 absl::Status DelayWriter::ApplyDeliver(WriteContext& ctx,
                                        const std::array<uint8_t, 16>& id,
                                        int64_t due_ms) {

@@ -48,6 +48,11 @@ class DelayWriter {
                                         const PendingRecord& record,
                                         int64_t due_ms);
 
+  // Stores `record` in queue `queue` of `topic`: appended now, or kept
+  // here (ApplyDelay) when its deliver_at is ahead of the batch's time.
+  absl::StatusOr<SendResult> Store(WriteContext& ctx, Topic& topic,
+                                   uint32_t queue, PendingRecord& record);
+
   // Delivers the delayed message `id` whose timer (at `due_ms`) fired. A
   // message whose topic was deleted is dropped. OK when already delivered.
   absl::Status ApplyDeliver(WriteContext& ctx,

@@ -137,6 +137,31 @@ absl::Status MessageViewDecoder::DecodeSlow(std::string_view record,
   return absl::OkStatus();
 }
 
+absl::Status MessageViewDecoder::DecodeCopy(std::string_view record,
+                                            std::string_view topic,
+                                            uint64_t copy_offset,
+                                            MessageView* out) {
+  if (absl::Status s = Decode(record, topic, out); !s.ok()) return s;
+  try {
+    WithRoot(out->record_, [&](schema::MessageRecord::Reader root) {
+      out->reconsume_times_ = root.getReconsumeTimes();
+      if (!root.hasOrigin()) return;
+      const schema::Origin::Reader origin = root.getOrigin();
+      const capnp::Data::Reader id = origin.getId();
+      if (id.size() == MessageId::kSize) {
+        std::memcpy(out->id_.bytes_.data(), id.begin(), MessageId::kSize);
+      }
+      out->queue_ = origin.getQueue();
+      out->offset_ = origin.getOffset();
+      out->store_ms_ = origin.getStoreTimeMs();
+    });
+  } catch (const kj::Exception& e) {
+    return Undecodable(e);
+  }
+  out->copy_offset_ = copy_offset;
+  return absl::OkStatus();
+}
+
 }  // namespace internal
 
 absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
@@ -146,6 +171,7 @@ absl::StatusOr<MessageView> MessageView::FromRecord(std::string_view record) {
     std::string_view topic;
     WithRoot(record, [&](schema::MessageRecord::Reader root) {
       topic = ViewOf(root.getTopic());
+      view.reconsume_times_ = root.getReconsumeTimes();
       // Walk the lists once so that damage shows here, not later.
       for (auto tag : root.getTags()) (void)tag;
       for (auto prop : root.getProperties()) {

@@ -42,6 +42,26 @@ class MessageViewDecoder {
     return DecodeSlow(record, topic, out);
   }
 
+  static constexpr uint64_t kNotACopy = MessageView::kNotACopy;
+  // Where a consumer read `view` when it is a copy from a retry queue, else
+  // kNotACopy.
+  static uint64_t CopyOffset(const MessageView& view) {
+    return view.copy_offset_;
+  }
+
+  // For redeliveries that are not copies (ordered consumers).
+  static void SetReconsumeTimes(MessageView& view, uint32_t times) {
+    view.reconsume_times_ = times;
+  }
+
+  // Decodes a copy read from a consumer group's retry queue at
+  // `copy_offset`: as Decode, then the origin's id, queue, offset and store
+  // time replace the copy's, and reconsume_times is set. Slower (Cap'n
+  // Proto's reader); copies are rare.
+  static absl::Status DecodeCopy(std::string_view record,
+                                 std::string_view topic, uint64_t copy_offset,
+                                 MessageView* out);
+
  private:
   // Unaligned input, damaged records, and records the fast reader leaves to
   // Cap'n Proto.

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "log/stored_record.h"
 #include "record.capnp.h"
 
 namespace txmq {
@@ -151,29 +152,69 @@ void PendingRecord::Stamp(const MessageId& id, uint32_t queue, uint64_t offset,
 
 absl::StatusOr<PendingRecord> PendingRecord::FromStored(
     std::string_view record) {
-  // Stored values are not 8-byte aligned in general: copy into words.
-  kj::Array<capnp::word> words =
-      kj::heapArray<capnp::word>((record.size() + 7) / 8);
-  std::memcpy(words.begin(), record.data(), record.size());
   PendingRecord out;
-  try {
-    capnp::FlatArrayMessageReader reader(words);
-    auto root = reader.getRoot<schema::MessageRecord>();
-    out.builder_ = std::make_unique<capnp::MallocMessageBuilder>(
-        root.totalSize().wordCount + 16, capnp::AllocationStrategy::FIXED_SIZE);
-    out.builder_->setRoot(root);
-    auto built = out.builder_->getRoot<schema::MessageRecord>();
-    if (built.getId().size() != MessageId::kSize) {
-      built.initId(MessageId::kSize);
-    }
-  } catch (const kj::Exception& e) {
-    return absl::DataLossError(absl::StrFormat(
-        "a stored half message does not decode (%s); the data directory "
-        "needs repair",
-        e.getDescription().cStr()));
-  }
+  absl::StatusOr<bool> read =
+      WithStoredRecord(record, [&](schema::MessageRecord::Reader root) {
+        out.builder_ = std::make_unique<capnp::MallocMessageBuilder>(
+            root.totalSize().wordCount + 16,
+            capnp::AllocationStrategy::FIXED_SIZE);
+        out.builder_->setRoot(root);
+        auto built = out.builder_->getRoot<schema::MessageRecord>();
+        if (built.getId().size() != MessageId::kSize) {
+          built.initId(MessageId::kSize);
+        }
+        return true;
+      });
+  if (!read.ok()) return read.status();
   out.size_ = capnp::computeSerializedSizeInWords(*out.builder_) * 8;
   return out;
+}
+
+absl::StatusOr<PendingRecord> PendingRecord::CopyFor(std::string_view record,
+                                                     std::string_view topic,
+                                                     uint32_t reconsume_times,
+                                                     int64_t deliver_at_ms) {
+  PendingRecord out;
+  absl::StatusOr<bool> read =
+      WithStoredRecord(record, [&](schema::MessageRecord::Reader from) {
+        // Field by field into one segment, so that nothing replaced is left
+        // behind in it.
+        out.builder_ = std::make_unique<capnp::MallocMessageBuilder>(
+            from.totalSize().wordCount + 2 * Words(topic.size() + 1) +
+                Words(from.getTopic().size() + 1) + 32,
+            capnp::AllocationStrategy::FIXED_SIZE);
+        auto to = out.builder_->initRoot<schema::MessageRecord>();
+        to.initId(MessageId::kSize);
+        to.setTopic(capnp::Text::Reader(topic.data(), topic.size()));
+        if (from.hasKey()) to.setKey(from.getKey());
+        if (from.hasTags()) to.setTags(from.getTags());
+        if (from.hasProperties()) to.setProperties(from.getProperties());
+        to.setBornTimeMs(from.getBornTimeMs());
+        to.setBody(from.getBody());
+        to.setDeliverAtMs(deliver_at_ms);
+        to.setReconsumeTimes(reconsume_times);
+        if (from.hasOrigin()) {
+          to.setOrigin(from.getOrigin());
+        } else {
+          auto origin = to.initOrigin();
+          origin.setTopic(from.getTopic());
+          origin.setId(from.getId());
+          origin.setQueue(from.getQueue());
+          origin.setOffset(from.getOffset());
+          origin.setStoreTimeMs(from.getStoreTimeMs());
+        }
+        return true;
+      });
+  if (!read.ok()) return read.status();
+  out.size_ = capnp::computeSerializedSizeInWords(*out.builder_) * 8;
+  return out;
+}
+
+absl::StatusOr<uint32_t> PendingRecord::ReconsumeTimesOf(
+    std::string_view record) {
+  return WithStoredRecord(record, [](schema::MessageRecord::Reader root) {
+    return root.getReconsumeTimes();
+  });
 }
 
 std::string PendingRecord::Serialize() const {

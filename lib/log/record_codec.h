@@ -52,6 +52,21 @@ class PendingRecord {
   // Errors: DATA_LOSS when `record` does not decode.
   static absl::StatusOr<PendingRecord> FromStored(std::string_view record);
 
+  // Copies a stored, stamped record for a consumer group's retry or dead
+  // letter queue: the copy belongs to `topic`, carries `reconsume_times`
+  // and `deliver_at_ms`, and keeps where the message was first stored (its
+  // origin: copied from `record`'s origin if it has one, else from its own
+  // topic, id, queue, offset and store time). Errors: DATA_LOSS when
+  // `record` does not decode.
+  static absl::StatusOr<PendingRecord> CopyFor(std::string_view record,
+                                               std::string_view topic,
+                                               uint32_t reconsume_times,
+                                               int64_t deliver_at_ms);
+
+  // The reconsumeTimes of a stored record (0 for an original message).
+  // Errors: DATA_LOSS when `record` does not decode.
+  static absl::StatusOr<uint32_t> ReconsumeTimesOf(std::string_view record);
+
   PendingRecord(PendingRecord&&) noexcept;
   PendingRecord& operator=(PendingRecord&&) noexcept;
   ~PendingRecord();

@@ -27,6 +27,21 @@ struct MessageRecord {
   # When the message becomes visible (Unix ms; 0: at once). Set on delayed
   # messages; kept on the record for transactions committed later.
   deliverAtMs @10 :Int64;
+  # Set on the copies the broker makes for one consumer group: a retry (in
+  # topic "%RETRY%<group>%<topic>") or a dead letter ("%DLQ%<group>").
+  # reconsumeTimes: how many deliveries of the message failed before this
+  # copy was made. origin: where the message was first stored.
+  reconsumeTimes @11 :UInt32;
+  origin @12 :Origin;
+}
+
+# The original position of a retried or dead-lettered message.
+struct Origin {
+  topic @0 :Text;
+  id @1 :Data;                # 16 bytes, the original MessageId
+  queue @2 :UInt32;
+  offset @3 :UInt64;
+  storeTimeMs @4 :Int64;
 }
 
 # A topic definition: the value of meta key "topic/<name>".

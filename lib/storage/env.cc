@@ -142,7 +142,8 @@ absl::Status Env::OpenLocked(bool existed) {
     env_ = nullptr;
     return LmdbStatus(rc, "cannot create an LMDB environment");
   }
-  mdb_env_set_maxdbs(env_, config_.max_queue_tables + kInternalTables);
+  mdb_env_set_maxdbs(env_, config_.max_queue_tables +
+                              config_.max_host_tables + kInternalTables);
   mdb_env_set_maxreaders(env_, config_.max_readers);
   mdb_env_set_mapsize(env_, RoundUp(config_.initial_map_bytes, kMiB));
   // MDB_NOTLS: read transactions are tied to batches, not threads.

@@ -47,6 +47,8 @@ class Env {
     size_t max_map_bytes = 0;
     // Named tables besides the internal ones (one per queue).
     uint32_t max_queue_tables = 1024;
+    // Host tables (include/txmq/local_transaction.h), named "t.<name>".
+    uint32_t max_host_tables = 0;
     uint32_t max_readers = 256;
     // false: commits do not fsync (MDB_NOSYNC); call Sync().
     bool sync_commits = true;

@@ -45,4 +45,36 @@ absl::Status ValidateName(std::string_view name, NameKind kind) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateProgressName(std::string_view name) {
+  const size_t cut = name.find('%');
+  if (cut == std::string_view::npos || cut == 0) {
+    return ValidateName(name, NameKind::kGroup);
+  }
+  if (absl::Status s = ValidateName(name.substr(0, cut), NameKind::kGroup);
+      !s.ok()) {
+    return s;
+  }
+  return ValidateName(name.substr(cut + 1), NameKind::kGroup);
+}
+
+std::string RetryTopicName(std::string_view group, std::string_view topic) {
+  std::string name(kRetryPrefix);
+  name.append(group);
+  name.push_back('%');
+  name.append(topic);
+  return name;
+}
+
+std::string DeadLetterTopicName(std::string_view group) {
+  std::string name(kDeadLetterPrefix);
+  name.append(group);
+  return name;
+}
+
+bool IsRetryTopicOf(std::string_view name, std::string_view topic) {
+  if (name.substr(0, kRetryPrefix.size()) != kRetryPrefix) return false;
+  const size_t last = name.rfind('%');
+  return last >= kRetryPrefix.size() && name.substr(last + 1) == topic;
+}
+
 }  // namespace txmq

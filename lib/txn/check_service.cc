@@ -24,12 +24,14 @@ class CheckResultsRequest final : public WriteRequest {
   };
   CheckResultsRequest(TxnWriter* txns, TimerSink* timers,
                       std::shared_ptr<Clock> clock, CheckPolicy policy,
-                      std::vector<Answer> answers)
+                      std::vector<Answer> answers,
+                      std::shared_ptr<CheckInFlight> in_flight)
       : txns_(txns),
         timers_(timers),
         clock_(std::move(clock)),
         policy_(policy),
-        answers_(std::move(answers)) {
+        answers_(std::move(answers)),
+        in_flight_(std::move(in_flight)) {
     lazy = true;  // a lost answer is asked again
   }
 
@@ -55,6 +57,7 @@ class CheckResultsRequest final : public WriteRequest {
         timers_->Schedule(kTimerCheckBack, a.id.bytes(), retry_ms);
       }
     }
+    for (const Answer& a : answers_) in_flight_->Erase(a.id);
     delete this;
   }
 
@@ -64,6 +67,7 @@ class CheckResultsRequest final : public WriteRequest {
   const std::shared_ptr<Clock> clock_;
   const CheckPolicy policy_;
   const std::vector<Answer> answers_;
+  const std::shared_ptr<CheckInFlight> in_flight_;
 };
 
 // A half message read for a check, copied out of the map.
@@ -231,7 +235,9 @@ std::vector<TransactionId> CheckService::OnDue(std::vector<TransactionId> ids) {
     if (it == groups_.end()) continue;  // no checker: see the class comment
     Group& group = *it->second;
     absl::MutexLock group_lock(&group.mu);
+    absl::MutexLock flight_lock(&group.in_flight->mu);
     for (const TransactionId& id : due) {
+      if (group.in_flight->ids.contains(id)) continue;  // answer on its way
       if (group.queued.insert(id).second) group.queue.push_back(id);
     }
   }
@@ -249,9 +255,11 @@ void CheckService::RunWorker(Group* group, std::string name) {
       };
       group->mu.Await(absl::Condition(&ready));
       if (group->stop) return;
+      absl::MutexLock flight_lock(&group->in_flight->mu);
       while (!group->queue.empty() && batch.size() < kCheckBatch) {
         batch.push_back(group->queue.front());
         group->queued.erase(group->queue.front());
+        group->in_flight->ids.insert(group->queue.front());
         group->queue.pop_front();
       }
     }
@@ -275,7 +283,9 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
       pass.Release();
       absl::SleepFor(absl::Milliseconds(10));
       absl::MutexLock lock(&group.mu);
+      absl::MutexLock flight_lock(&group.in_flight->mu);
       for (const TransactionId& id : batch) {
+        group.in_flight->ids.erase(id);
         if (group.queued.insert(id).second) group.queue.push_back(id);
       }
       return;
@@ -327,9 +337,20 @@ void CheckService::CheckBatch(Group& group, const std::string& name,
     checks_.fetch_add(1, std::memory_order_relaxed);
     answers.push_back({read.id, read.state.checks, state});
   }
+  // What was not asked (resolved meanwhile, not due, stopping) is not in
+  // flight; the answered are until their request completes.
+  {
+    absl::flat_hash_set<TransactionId> answered;
+    for (const auto& a : answers) answered.insert(a.id);
+    absl::MutexLock lock(&group.in_flight->mu);
+    for (const TransactionId& id : batch) {
+      if (!answered.contains(id)) group.in_flight->ids.erase(id);
+    }
+  }
   if (!answers.empty()) {
     writer_->Submit(new CheckResultsRequest(txns_, timers_, clock_,
-                                            group.policy, std::move(answers)));
+                                            group.policy, std::move(answers),
+                                            group.in_flight));
   }
 }
 

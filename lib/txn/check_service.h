@@ -36,6 +36,19 @@
 
 namespace txmq {
 
+// Transactions whose check ran and whose answer is not applied yet: a
+// timer that fires for one of them meanwhile (a Rescan) is ignored, so
+// the checker is not asked twice. Shared with the answers' writer
+// request, which may complete after its group is gone.
+struct CheckInFlight {
+  absl::Mutex mu;
+  absl::flat_hash_set<TransactionId> ids ABSL_GUARDED_BY(mu);
+  void Erase(const TransactionId& id) {
+    absl::MutexLock lock(&mu);
+    ids.erase(id);
+  }
+};
+
 class CheckService {
  public:
   // All pointers outlive the service.
@@ -69,6 +82,8 @@ class CheckService {
     std::deque<TransactionId> queue ABSL_GUARDED_BY(mu);
     absl::flat_hash_set<TransactionId> queued ABSL_GUARDED_BY(mu);
     bool stop ABSL_GUARDED_BY(mu) = false;
+    const std::shared_ptr<CheckInFlight> in_flight =
+        std::make_shared<CheckInFlight>();
     std::thread worker;
   };
 

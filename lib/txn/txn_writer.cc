@@ -194,11 +194,7 @@ absl::StatusOr<SendResult> TxnWriter::ApplyCommit(WriteContext& ctx,
   const uint32_t queue = std::min(view->queue(), topic->queue_count() - 1);
   const TxnState state = half->state;  // `value` dies with the next write
   // A delayed message, committed: it waits for its time like a delayed send.
-  const int64_t deliver_at_ms = record->deliver_at_ms();
-  absl::StatusOr<SendResult> sent =
-      deliver_at_ms > ctx.now_ms()
-          ? delays_->ApplyDelay(ctx, *topic, queue, *record, deliver_at_ms)
-          : AppendToQueue(ctx, *topic, queue, *record);
+  absl::StatusOr<SendResult> sent = delays_->Store(ctx, *topic, queue, *record);
   if (!sent.ok()) return sent.status();
   TxnOutcome outcome{.kind = TxnOutcomeKind::kCommitted,
                      .resolved_ms = ctx.now_ms(),

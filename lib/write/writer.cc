@@ -77,7 +77,22 @@ void Writer::Log(std::string_view message) {
   if (log_) log_(message);
 }
 
+namespace {
+thread_local bool t_writer_thread = false;
+}  // namespace
+
+bool OnWriterThread() { return t_writer_thread; }
+
+absl::Status CheckNotOnWriterThread() {
+  if (!t_writer_thread) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "this call waits for the broker's writer, and was made on the writer "
+      "thread itself (from a local transaction's callback?): use the "
+      "LocalTransaction's own Send and Ack there");
+}
+
 void Writer::Run() {
+  t_writer_thread = true;
   std::vector<WriteRequest*> batch;
   const bool async = !env_->config().sync_commits;
   while (true) {
@@ -385,6 +400,7 @@ class FunctionRequest : public WriteRequest {
 absl::Status RunWrite(Writer& writer,
                       std::function<absl::Status(WriteContext&)> apply,
                       bool exclusive, bool needs_sync) {
+  if (absl::Status s = CheckNotOnWriterThread(); !s.ok()) return s;
   FunctionRequest request(std::move(apply));
   request.exclusive = exclusive;
   request.needs_sync = needs_sync;

@@ -79,6 +79,15 @@ class WriteContext {
   void AfterCommit(std::function<void()> f) {
     after_commit_.push_back(std::move(f));
   }
+  // Takes over what a context of a nested transaction (of this one's)
+  // recorded, once that nested transaction committed into this one.
+  void Adopt(WriteContext& nested) {
+    touched_.insert(touched_.end(), nested.touched_.begin(),
+                    nested.touched_.end());
+    for (auto& f : nested.after_commit_) after_commit_.push_back(std::move(f));
+    nested.touched_.clear();
+    nested.after_commit_.clear();
+  }
 
  private:
   friend class Writer;
@@ -231,6 +240,16 @@ class Writer {
 // Applies `apply` through `writer` in its next batch and waits for the
 // outcome. Must not be called on the writer thread (it would wait for
 // itself).
+// True on a writer thread (inside Apply, AfterCommit and Complete calls,
+// and so inside local transactions). A call that waits for the writer
+// would wait for itself there.
+bool OnWriterThread();
+// FAILED_PRECONDITION on a writer thread, else OK. Every call that submits
+// a request and waits for it checks this first.
+absl::Status CheckNotOnWriterThread();
+
+// Applies `apply` in a writer request and waits for its outcome. Errors:
+// Apply's or the batch's, FAILED_PRECONDITION on a writer thread.
 absl::Status RunWrite(Writer& writer,
                       std::function<absl::Status(WriteContext&)> apply,
                       bool exclusive = false, bool needs_sync = false);

@@ -16,6 +16,12 @@ TEST(QueueCursorTest, ClaimsAreBoundedByLimitAndMax) {
   EXPECT_EQ(cursor.Claim(3, 100), std::make_pair(uint64_t{5}, uint64_t{8}));
   EXPECT_EQ(cursor.Claim(100, 10), std::make_pair(uint64_t{8}, uint64_t{10}));
   EXPECT_EQ(cursor.claimed(), 10u);
+  // A huge max does not overflow.
+  EXPECT_EQ(cursor.Claim(UINT64_MAX, 12),
+            std::make_pair(uint64_t{10}, uint64_t{12}));
+  cursor.Unclaim(10, 12);
+  EXPECT_EQ(cursor.Claim(UINT64_MAX, 20),
+            std::make_pair(uint64_t{10}, uint64_t{12}));
 }
 
 TEST(QueueCursorTest, ConcurrentClaimsTileTheOffsetsExactlyOnce) {
@@ -168,6 +174,115 @@ TEST(QueueCursorTest, DirtyHandshakeNeverLosesTheLatestOffset) {
   writer.join();
   EXPECT_EQ(cursor.committed(), kEnd);
   EXPECT_EQ(persisted.load(), kEnd);
+}
+
+}  // namespace
+}  // namespace txmq
+
+namespace txmq {
+namespace {
+
+std::vector<OffsetRange> Expired(QueueCursor& cursor, int64_t now,
+                                 int64_t* next = nullptr) {
+  std::vector<OffsetRange> out;
+  const int64_t n = cursor.TakeExpired(now, &out);
+  if (next != nullptr) *next = n;
+  return out;
+}
+
+TEST(QueueCursorLeaseTest, ExpiryReturnsOnlyUnacknowledgedOffsets) {
+  QueueCursor cursor(0);
+  cursor.Claim(10, 10);
+  EXPECT_TRUE(cursor.Lease(0, 10, 1000, /*owner=*/1));
+  EXPECT_FALSE(cursor.Lease(10, 10, 500, 1));  // empty: nothing to arm
+  ASSERT_TRUE(cursor.Ack(2, 4).ok());
+  ASSERT_TRUE(cursor.Ack(7, 8).ok());
+  EXPECT_TRUE(Expired(cursor, 999).empty());
+  int64_t next = 0;
+  EXPECT_EQ(Expired(cursor, 1000, &next),
+            (std::vector<OffsetRange>{{0, 2}, {4, 7}, {8, 10}}));
+  EXPECT_EQ(next, INT64_MAX);
+  EXPECT_EQ(cursor.leases(), 0u);
+  EXPECT_TRUE(Expired(cursor, 5000).empty());  // taken once
+}
+
+TEST(QueueCursorLeaseTest, AcksEndLeasesInOrderAndOutOfOrder) {
+  QueueCursor cursor(0);
+  cursor.Claim(30, 30);
+  cursor.Lease(0, 10, 1000, 1);
+  cursor.Lease(10, 20, 1000, 2);
+  cursor.Lease(20, 30, 1000, 3);
+  ASSERT_TRUE(cursor.Ack(10, 20).ok());  // out of order: its lease ends
+  EXPECT_EQ(cursor.leases(), 2u);
+  ASSERT_TRUE(cursor.Ack(0, 5).ok());  // in order: the lease is trimmed
+  EXPECT_EQ(cursor.leases(), 2u);
+  EXPECT_EQ(Expired(cursor, 1000),
+            (std::vector<OffsetRange>{{5, 10}, {20, 30}}));
+}
+
+TEST(QueueCursorLeaseTest, ArmsOnlyForAnEarlierDeadline) {
+  QueueCursor cursor(0);
+  cursor.Claim(30, 30);
+  EXPECT_TRUE(cursor.Lease(0, 10, 1000, 1));
+  EXPECT_FALSE(cursor.Lease(10, 20, 2000, 1));
+  EXPECT_TRUE(cursor.Lease(20, 30, 500, 1));
+  int64_t next = 0;
+  EXPECT_EQ(Expired(cursor, 500, &next), (std::vector<OffsetRange>{{20, 30}}));
+  EXPECT_EQ(next, 1000);
+  EXPECT_FALSE(cursor.Lease(30, 30, 1500, 1));
+}
+
+TEST(QueueCursorLeaseTest, ExtendMovesOneOffsetAndFailsOnceGone) {
+  QueueCursor cursor(0);
+  cursor.Claim(5, 5);
+  cursor.Lease(0, 5, 1000, 1);
+  bool arm = true;
+  ASSERT_TRUE(cursor.Extend(2, 9000, &arm).ok());
+  EXPECT_FALSE(arm);
+  EXPECT_EQ(Expired(cursor, 1000), (std::vector<OffsetRange>{{0, 2}, {3, 5}}));
+  EXPECT_EQ(Expired(cursor, 9000), (std::vector<OffsetRange>{{2, 3}}));
+  EXPECT_EQ(cursor.Extend(2, 10000, &arm).code(),
+            absl::StatusCode::kFailedPrecondition);
+  cursor.Claim(1, 6);
+  cursor.Lease(5, 6, 20000, 1);
+  ASSERT_TRUE(cursor.Ack(5, 6).ok());
+  EXPECT_EQ(cursor.Extend(5, 30000, &arm).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(QueueCursorLeaseTest, ReturnedLeasesAreClaimedAgainFirst) {
+  QueueCursor cursor(0);
+  cursor.Claim(10, 10);
+  cursor.Lease(0, 4, 1000, /*owner=*/1);
+  cursor.Lease(4, 8, 1000, /*owner=*/2);
+  cursor.Lease(8, 10, 1000, /*owner=*/1);
+  ASSERT_TRUE(cursor.Ack(1, 2).ok());
+  cursor.ReturnOwned(1);
+  EXPECT_EQ(cursor.leases(), 1u);
+  std::vector<std::pair<uint64_t, uint64_t>> again;
+  for (auto c = cursor.Claim(100, 20); c.first < c.second;
+       c = cursor.Claim(100, 20)) {
+    again.push_back(c);
+    if (c.second == 20) break;
+  }
+  EXPECT_EQ(again, (std::vector<std::pair<uint64_t, uint64_t>>{
+                       {0, 1}, {2, 4}, {8, 10}, {10, 20}}));
+}
+
+TEST(QueueCursorLeaseTest, ReleaseAndIsAcked) {
+  QueueCursor cursor(0);
+  cursor.Claim(5, 5);
+  cursor.Lease(0, 5, 1000, 1);
+  ASSERT_TRUE(cursor.Ack(3, 4).ok());
+  EXPECT_TRUE(cursor.IsAcked(3));
+  EXPECT_FALSE(cursor.IsAcked(2));
+  EXPECT_TRUE(cursor.Release(2));
+  EXPECT_FALSE(cursor.Release(2));
+  EXPECT_EQ(Expired(cursor, 1000), (std::vector<OffsetRange>{{0, 2}, {4, 5}}));
+  ASSERT_TRUE(cursor.Ack(0, 3).ok());
+  EXPECT_TRUE(cursor.IsAcked(0));
+  EXPECT_TRUE(cursor.IsAcked(3));
+  EXPECT_FALSE(cursor.IsAcked(4));
 }
 
 }  // namespace

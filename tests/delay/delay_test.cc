@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "broker_fixture.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
 #include "txmq/txmq.h"
@@ -15,27 +16,20 @@ namespace txmq {
 namespace {
 
 using ::txmq::testing::Eventually;
-using ::txmq::testing::TempDir;
 
-class DelayTest : public ::testing::Test {
+class DelayTest : public testing::BrokerFixture {
  protected:
-  void SetUp() override { Open(); }
-
-  void Open() {
-    consumer_.reset();
-    producer_.reset();
-    broker_.reset();
-    Options options;
-    options.clock = clock_;
-    auto broker = Broker::Open(tmp_.path(), options);
-    TXMQ_ASSERT_OK(broker);
-    broker_ = *std::move(broker);
-    if (!broker_->DescribeTopic("orders").ok()) {
-      TXMQ_ASSERT_OK(broker_->CreateTopic("orders", {.queues = 2}));
-    }
-    auto producer = broker_->CreateProducer({.group = "order-service"});
-    TXMQ_ASSERT_OK(producer);
-    producer_ = *std::move(producer);
+  void SetUp() override {
+    producer_options_.group = "order-service";
+    BrokerFixture::SetUp();
+    NewConsumer();
+  }
+  void CloseClients() override { consumer_.reset(); }
+  void Reopen() {
+    Open();
+    NewConsumer();
+  }
+  void NewConsumer() {
     auto consumer = broker_->CreateConsumer("shipping", "orders");
     TXMQ_ASSERT_OK(consumer);
     consumer_ = *std::move(consumer);
@@ -75,14 +69,6 @@ class DelayTest : public ::testing::Test {
 
   uint64_t Delayed() { return broker_->Stats().delayed_messages; }
 
-  // Gives the timer thread a moment to do what it should not do. A
-  // negative check: it cannot fail spuriously, at worst it passes late.
-  static void Settle() { absl::SleepFor(absl::Milliseconds(50)); }
-
-  TempDir tmp_;
-  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
-  std::unique_ptr<Broker> broker_;
-  std::unique_ptr<Producer> producer_;
   std::unique_ptr<Consumer> consumer_;
 };
 
@@ -174,7 +160,7 @@ TEST_F(DelayTest, UpToAYearAheadAndNoFurther) {
   EXPECT_EQ(Delayed(), 2u);
 
   // Far-future timers wait on disk; a restart in between loses nothing.
-  Open();
+  Reopen();
   EXPECT_EQ(Delayed(), 2u);
   clock_->Advance(absl::Hours(24 * 90) - absl::Milliseconds(1));
   Settle();
@@ -189,19 +175,19 @@ TEST_F(DelayTest, UpToAYearAheadAndNoFurther) {
 TEST_F(DelayTest, SurvivesRestartBeforeAndAfterDue) {
   TXMQ_ASSERT_OK(producer_->Send(At("early", Now() + absl::Seconds(10))));
   TXMQ_ASSERT_OK(producer_->Send(At("late", Now() + absl::Minutes(30))));
-  Open();
+  Reopen();
   EXPECT_EQ(Delayed(), 2u);
   // Closed while "early" falls due: delivered on the next open.
   consumer_.reset();
   producer_.reset();
   broker_.reset();
   clock_->Advance(absl::Seconds(20));
-  Open();
+  Reopen();
   EXPECT_EQ(DrainUntil(1), std::vector<std::string>{"early"});
   EXPECT_EQ(Delayed(), 1u);
   clock_->Advance(absl::Minutes(30));
   EXPECT_EQ(DrainUntil(1), std::vector<std::string>{"late"});
-  Open();
+  Reopen();
   Settle();
   EXPECT_TRUE(Drain().empty());
   EXPECT_EQ(Delayed(), 0u);

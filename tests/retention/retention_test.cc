@@ -371,7 +371,11 @@ TEST_F(RetentionTest, GroupBehindRetentionSkipsToFirst) {
   EXPECT_EQ(broker_->DescribeGroup("stored", "t")->total(), 5u);
   auto groups = broker_->ListGroups();
   TXMQ_ASSERT_OK(groups);
-  for (const GroupLag& g : *groups) EXPECT_EQ(g.total(), 5u) << g.group;
+  for (const GroupLag& g : *groups) {
+    if (g.topic == "t") {
+      EXPECT_EQ(g.total(), 5u) << g.group;
+    }
+  }
 
   // The consumer skips to the first stored message, without an error; the
   // deleted ones count as consumed even before anything is acknowledged.
@@ -397,6 +401,28 @@ TEST_F(RetentionTest, GroupBehindRetentionSkipsToFirst) {
   auto redelivered = (*again)->Receive(100, absl::ZeroDuration());
   TXMQ_ASSERT_OK(redelivered);
   EXPECT_EQ(redelivered->size(), 5u);
+}
+
+// An ordered consumer (one message in flight per queue) behind retention
+// skips the same way, and is not left waiting for a deleted head.
+TEST_F(RetentionTest, OrderedGroupBehindRetentionSkipsToFirst) {
+  TXMQ_ASSERT_OK(
+      broker_->CreateTopic("t", {.queues = 1, .retention = absl::Hours(1)}));
+  auto consumer = broker_->CreateConsumer("g", "t", {.ordered = true});
+  TXMQ_ASSERT_OK(consumer);
+  Send("t", 10, "old");
+  clock_->Advance(absl::Minutes(30));
+  Send("t", 3, "new");
+  clock_->Advance(absl::Minutes(31) + kInterval);
+  ASSERT_TRUE(FirstBecomes("t", 10));
+  for (uint64_t offset = 10; offset < 13; ++offset) {
+    auto batch = (*consumer)->Receive(10, absl::ZeroDuration());
+    TXMQ_ASSERT_OK(batch);
+    ASSERT_EQ(batch->size(), 1u);
+    EXPECT_EQ((*batch)[0].offset(), offset);
+    TXMQ_ASSERT_OK((*consumer)->Ack(*batch));
+  }
+  EXPECT_EQ(*(*consumer)->CommittedOffset(0), 13u);
 }
 
 // The skip is persisted: after a restart the group resumes at first, not
@@ -426,7 +452,10 @@ TEST_F(RetentionTest, SkipIsPersisted) {
 TEST_F(RetentionTest, HeldBatchOutlivesTheDeletionOfItsMessages) {
   TXMQ_ASSERT_OK(
       broker_->CreateTopic("t", {.queues = 1, .retention = absl::Hours(1)}));
-  auto consumer = broker_->CreateConsumer("g", "t");
+  // Invisible for longer than the test's clock moves: the held messages are
+  // not redelivered through the retry queue meanwhile.
+  auto consumer = broker_->CreateConsumer(
+      "g", "t", {.invisible_duration = absl::Hours(24)});
   TXMQ_ASSERT_OK(consumer);
   Send("t", 10, "old");
   auto held = (*consumer)->Receive(10, absl::ZeroDuration());

@@ -37,5 +37,23 @@ TEST(NamesTest, RefusesWhatBreaksARule) {
   }
 }
 
+TEST(NamesTest, BroadcastInstancesAndRetryTopics) {
+  EXPECT_TRUE(ValidateProgressName("caches").ok());
+  EXPECT_TRUE(ValidateProgressName("caches%0").ok());
+  EXPECT_TRUE(ValidateProgressName("caches%host-a").ok());
+  EXPECT_FALSE(ValidateProgressName("caches%").ok());
+  EXPECT_FALSE(ValidateProgressName("%caches").ok());
+  EXPECT_FALSE(ValidateProgressName("a%b%c").ok());
+  EXPECT_EQ(RetryTopicName("g", "t"), "%RETRY%g%t");
+  EXPECT_EQ(RetryTopicName("g%0", "t"), "%RETRY%g%0%t");
+  EXPECT_EQ(DeadLetterTopicName("g"), "%DLQ%g");
+  EXPECT_TRUE(IsRetryTopicOf("%RETRY%g%t", "t"));
+  EXPECT_TRUE(IsRetryTopicOf("%RETRY%g%0%t", "t"));
+  EXPECT_FALSE(IsRetryTopicOf("%RETRY%g%tt", "t"));
+  EXPECT_FALSE(IsRetryTopicOf("%RETRY%t", "t"));
+  EXPECT_FALSE(IsRetryTopicOf("%DLQ%g%t", "t"));
+  EXPECT_FALSE(IsRetryTopicOf("t", "t"));
+}
+
 }  // namespace
 }  // namespace txmq
