@@ -371,7 +371,11 @@ TEST_F(RetentionTest, GroupBehindRetentionSkipsToFirst) {
   EXPECT_EQ(broker_->DescribeGroup("stored", "t")->total(), 5u);
   auto groups = broker_->ListGroups();
   TXMQ_ASSERT_OK(groups);
-  for (const GroupLag& g : *groups) EXPECT_EQ(g.total(), 5u) << g.group;
+  for (const GroupLag& g : *groups) {
+    if (g.topic == "t") {
+      EXPECT_EQ(g.total(), 5u) << g.group;
+    }
+  }
 
   // The consumer skips to the first stored message, without an error; the
   // deleted ones count as consumed even before anything is acknowledged.
