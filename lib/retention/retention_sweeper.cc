@@ -108,13 +108,11 @@ class RetentionSweeper::SweepRequest final : public WriteRequest {
     if (!status.ok()) {
       Undo();  // the transaction aborted: nothing was deleted
       sweeper_->Finish(status);
+    } else if (done_) {
+      sweeper_->Finish(absl::OkStatus());
     } else {
-      if (done_) {
-        sweeper_->Finish(absl::OkStatus());
-      } else {
-        sweeper_->writer_->Submit(new SweepRequest(sweeper_, std::move(topics_),
-                                                   next_topic_, next_queue_));
-      }
+      sweeper_->writer_->Submit(new SweepRequest(sweeper_, std::move(topics_),
+                                                 next_topic_, next_queue_));
     }
     delete this;
   }
