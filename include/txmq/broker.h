@@ -15,7 +15,8 @@
 //   - A send that returned OK is never lost: in kSync mode not by a crash or
 //     a power loss, in kAsync mode not by a crash of the process.
 //   - Every stored message is delivered to every consumer group that reads
-//     its topic, at least once; within a queue in offset order.
+//     its topic, at least once; within a queue in offset order. (Unless
+//     retention deletes it first: see TopicOptions::retention.)
 //   - Bad input gets a clear absl::Status and damages nothing stored.
 //
 // Caveats (read these):
@@ -30,6 +31,9 @@
 //     UNAVAILABLE (release, then retry) rather than deadlock with a thread
 //     that holds a batch while it sends.
 //   - kAsync trades power-loss safety for speed: see Durability.
+//   - Topics keep messages for 72 hours by default (TopicOptions::retention),
+//     whether or not every group has consumed them; a group that falls
+//     further behind skips what was deleted.
 //
 // Thread-safe: every Broker method may be called from any thread.
 
@@ -112,6 +116,13 @@ struct Options {
   // FAILED_PRECONDITION) rather than NOT_FOUND.
   absl::Duration outcome_retention = absl::Hours(72);
 
+  // How often the background retention sweep looks for expired messages
+  // (TopicOptions::retention): from 1 ms to 1 day. A message is deleted
+  // between its expiry and one interval later (longer while the sweep
+  // works through a large backlog, and, because the sweep is scheduled on
+  // the broker's clock, as much longer as that clock steps back).
+  absl::Duration retention_check_interval = absl::Seconds(10);
+
   // Optional. Receives the broker's rare notable events (map growth, a
   // failed background sync). Called from broker threads; must not block.
   std::function<void(LogLevel, std::string_view)> log;
@@ -120,6 +131,24 @@ struct Options {
 struct TopicOptions {
   // Queues are the unit of order and of parallelism: 1 to 1024.
   uint32_t queues = 4;
+
+  // How long the topic keeps a message after its store time (the broker's
+  // clock). Later, a background sweep deletes it, whether or not every
+  // consumer group has consumed it; absl::InfiniteDuration() keeps messages
+  // forever. From 1 second to 100 years; other values are INVALID_ARGUMENT.
+  // Change it later with Broker::SetTopicRetention. The broker's own topics
+  // (names beginning with '%') get the default too.
+  //
+  // The sweep deletes each queue's expired prefix (in the background, in
+  // write transactions of at most 1024 messages, every
+  // Options::retention_check_interval) and stops at the first message that
+  // has not expired: a message stored after a clock step back may outlive
+  // its retention until those before it expire. It never deletes the last
+  // message of a queue, so that offsets continue after a restart. A
+  // consumer group behind the first stored message skips the deleted
+  // messages (they count as consumed); a received batch keeps reading its
+  // messages even if they are deleted meanwhile.
+  absl::Duration retention = absl::Hours(72);
 };
 
 struct QueueInfo {
@@ -133,6 +162,8 @@ struct TopicInfo {
   std::string name;
   uint32_t queue_count = 0;
   absl::Time create_time;
+  // TopicOptions::retention (absl::InfiniteDuration(): kept forever).
+  absl::Duration retention;
   std::vector<QueueInfo> queues;
 
   uint64_t message_count() const {
@@ -146,8 +177,9 @@ struct TopicInfo {
 struct GroupQueueLag {
   uint32_t queue = 0;
   // Every message below `committed` is acknowledged; `end` is one past the
-  // last stored message; lag = end - committed (messages not yet
-  // acknowledged by the group).
+  // last stored message; lag = end - max(committed, the queue's first
+  // offset): the stored messages not yet acknowledged by the group
+  // (messages that retention deleted are not lag).
   uint64_t committed = 0;
   uint64_t end = 0;
   uint64_t lag = 0;
@@ -210,9 +242,10 @@ struct BrokerStats {
   // time ran out), and messages moved to dead-letter queues.
   uint64_t redeliveries = 0;
   uint64_t dead_lettered = 0;
-  size_t map_bytes = 0;   // current map size
-  size_t used_bytes = 0;  // high-water mark of pages in the data file
-  uint64_t commits = 0;   // write transactions committed since Open
+  uint64_t expired_messages = 0;  // deleted by retention since Open
+  size_t map_bytes = 0;           // current map size
+  size_t used_bytes = 0;          // high-water mark of pages in the data file
+  uint64_t commits = 0;           // write transactions committed since Open
   uint64_t map_growths = 0;
   // Messages handed to consumers in place (zero-copy) and, for records
   // that were not 8-byte aligned in the map, through a copy. The layout in
@@ -243,14 +276,21 @@ class Broker {
   // consumers and batches must already be destroyed.
   virtual ~Broker() = default;
 
-  // Errors: INVALID_ARGUMENT (bad name or queue count), ALREADY_EXISTS,
-  // RESOURCE_EXHAUSTED (Options::max_queues would be passed).
+  // Errors: INVALID_ARGUMENT (bad name, queue count or retention),
+  // ALREADY_EXISTS, RESOURCE_EXHAUSTED (Options::max_queues would be
+  // passed).
   virtual absl::Status CreateTopic(std::string_view name,
                                    const TopicOptions& options = {}) = 0;
   // Deletes the topic, its messages and every group's offsets for it.
   // Producers and consumers of it get NOT_FOUND from then on.
   // Errors: NOT_FOUND, INVALID_ARGUMENT.
   virtual absl::Status DeleteTopic(std::string_view name) = 0;
+  // Changes how long `name` keeps messages (TopicOptions::retention), on
+  // disk and for the next sweep; a shorter retention deletes the newly
+  // expired messages at the next sweep. Errors: NOT_FOUND, INVALID_ARGUMENT
+  // (bad name or retention).
+  virtual absl::Status SetTopicRetention(std::string_view name,
+                                         absl::Duration retention) = 0;
   // Sorted by name.
   virtual std::vector<TopicInfo> ListTopics() const = 0;
   // Errors: NOT_FOUND.

@@ -17,6 +17,7 @@
 #include "broker/transaction_impl.h"
 #include "consume/cursor_store.h"
 #include "local/local_transaction_impl.h"
+#include "retention/retention_policy.h"
 #include "storage/lmdb_status.h"
 #include "topic/names.h"
 #include "txmq/broker.h"
@@ -57,6 +58,11 @@ absl::Status ValidateOptions(const Options& o) {
     return absl::InvalidArgumentError(
         "Options::outcome_retention must be between 0 and 10 years");
   }
+  if (o.retention_check_interval < absl::Milliseconds(1) ||
+      o.retention_check_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        "Options::retention_check_interval must be between 1 ms and 1 day");
+  }
   if (o.durability == Durability::kAsync &&
       o.async_sync_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -77,10 +83,11 @@ TopicInfo Describe(const Topic& topic) {
   info.name = topic.name();
   info.queue_count = topic.queue_count();
   info.create_time = absl::FromUnixMillis(topic.create_time_ms());
+  info.retention = RetentionDuration(topic.retention_ms());
   for (uint32_t q = 0; q < topic.queue_count(); ++q) {
     info.queues.push_back(QueueInfo{
         .queue = q,
-        .first_offset = topic.queue(q).first.load(std::memory_order_relaxed),
+        .first_offset = topic.queue(q).first.load(std::memory_order_acquire),
         .end_offset = topic.queue(q).end.load(std::memory_order_acquire)});
   }
   return info;
@@ -166,6 +173,8 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
       expired.push_back(t);
     } else if (t.target.kind == kTimerDelivery) {
       deliveries.push_back(t);
+    } else if (t.target.kind == kTimerRetentionSweep) {
+      core->retention->OnDue();
     }
   }
   if (!deliveries.empty()) {
@@ -323,6 +332,10 @@ class BrokerImpl final : public Broker {
     core_.redelivery = std::make_unique<Redelivery>(
         core_.writer.get(), core_.groups.get(), core_.delays.get(),
         core_.timers.get(), &core_.signal, core_.clock);
+    core_.retention = std::make_unique<RetentionSweeper>(
+        core_.topics.get(), core_.writer.get(), core_.timers.get(), core_.clock,
+        o.retention_check_interval, o.log);
+    core_.retention->Start();
     // Recovery: the first load of the timer table re-arms every pending
     // check-back.
     core_.timers->Start();
@@ -375,12 +388,25 @@ class BrokerImpl final : public Broker {
   absl::Status CreateTopic(std::string_view name,
                            const TopicOptions& options) override {
     TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    TXMQ_ASSIGN_OR_RETURN(const int64_t retention_ms,
+                          RetentionMs(options.retention));
     return RunWrite(
         *core_.writer,
         [&](WriteContext& ctx) {
-          return core_.topics->ApplyCreate(ctx, name, options.queues);
+          return core_.topics->ApplyCreate(ctx, name, options.queues,
+                                           retention_ms);
         },
         /*exclusive=*/true);
+  }
+
+  absl::Status SetTopicRetention(std::string_view name,
+                                 absl::Duration retention) override {
+    TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    TXMQ_ASSIGN_OR_RETURN(const int64_t retention_ms, RetentionMs(retention));
+    return RunWrite(*core_.writer, [&](WriteContext& ctx) -> absl::Status {
+      absl::Status s = core_.topics->ApplySetRetention(ctx, name, retention_ms);
+      return absl::IsNotFound(s) ? NoSuchTopic(name) : s;
+    });
   }
 
   absl::Status DeleteTopic(std::string_view name) override {
@@ -542,6 +568,7 @@ class BrokerImpl final : public Broker {
     stats.delayed_messages = core_.delays->pending();
     stats.redeliveries = core_.redelivery->redeliveries();
     stats.dead_lettered = core_.redelivery->dead_lettered();
+    stats.expired_messages = core_.retention->expired();
     return stats;
   }
 
@@ -582,7 +609,9 @@ class BrokerImpl final : public Broker {
             return absl::NotFoundError(
                 absl::StrFormat("topic '%s' was deleted", of->name()));
           }
-          return core_.topics->ApplyCreate(ctx, name, 1);
+          // The broker's own topics keep the default retention.
+          return core_.topics->ApplyCreate(
+              ctx, name, 1, absl::ToInt64Milliseconds(kDefaultRetention));
         },
         /*exclusive=*/true);
     if (absl::IsNotFound(s)) return s;

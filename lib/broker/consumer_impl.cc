@@ -8,6 +8,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
 #include "consume/cursor_store.h"
+#include "consume/retention_skip.h"
 #include "log/message_view_decoder.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
@@ -234,10 +235,14 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
   // Pass 1 walks the B-tree and collects the records; pass 2 decodes them,
   // prefetching a few records ahead (decoding is bound by memory latency).
   records_.clear();
-  const OffsetKey first(claim.begin);
+  // Offsets below the queue's first were deleted by retention: they count
+  // as consumed, and the cursor moves past them.
+  const uint64_t begin = SkipExpired(*core_->groups, SharedStateOf(claim.queue),
+                                     queue, claim.begin);
+  const OffsetKey first(begin);
   MDB_val k{8, const_cast<char*>(first.bytes)}, v;
   int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_KEY);
-  for (uint64_t offset = claim.begin; offset < claim.end; ++offset) {
+  for (uint64_t offset = begin; offset < claim.end; ++offset) {
     if (rc == MDB_SUCCESS &&
         (k.mv_size != 8 ||
          GetBigEndian(static_cast<char*>(k.mv_data), 8) != offset)) {
@@ -271,7 +276,7 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
     // Views carry the consumer's topic name, copies too.
     const std::string& name = state_->topic()->name();
     if (absl::Status s = copies ? internal::MessageViewDecoder::DecodeCopy(
-                                      records_[i], name, claim.begin + i, &view)
+                                      records_[i], name, begin + i, &view)
                                 : internal::MessageViewDecoder::Decode(
                                       records_[i], name, &view);
         !s.ok()) {
@@ -279,9 +284,8 @@ absl::Status LocalConsumer::ReadClaim(MDB_txn* txn, const Claim& claim,
     }
     if (ordered_) {
       internal::MessageViewDecoder::SetReconsumeTimes(
-          view,
-          view.reconsume_times() +
-              StateOf(claim.queue).cursor(queue).Failures(claim.begin + i));
+          view, view.reconsume_times() +
+                    StateOf(claim.queue).cursor(queue).Failures(begin + i));
     }
   }
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "consume/group_registry.h"
 #include "delay/delay_writer.h"
 #include "local/local_tables.h"
+#include "retention/retention_sweeper.h"
 #include "retry/redelivery.h"
 #include "storage/env.h"
 #include "timer/timer_service.h"
@@ -54,6 +55,8 @@ struct BrokerCore {
   std::unique_ptr<internal::LocalTables> tables;
   // Round-robin queue choice of LocalTransaction::Send.
   std::atomic<uint32_t> local_round_robin{0};
+  // Driven by the timer thread; its requests run on the writer.
+  std::unique_ptr<RetentionSweeper> retention;
   CallbackRunner callbacks;
 
   // Consumer ids (the owners of leases); 0 is the broker's own.

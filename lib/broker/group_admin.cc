@@ -1,5 +1,6 @@
 #include "broker/group_admin.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,7 +27,10 @@ GroupLag MakeLag(const BrokerCore& core, std::string_view group,
     entry.end = topic.queue(q).end.load(std::memory_order_acquire);
     entry.committed = loaded != nullptr ? loaded->cursor(q).committed()
                                         : stored[q].value_or(0);
-    entry.lag = entry.end > entry.committed ? entry.end - entry.committed : 0;
+    // Messages retention deleted are not lag: count from the first stored.
+    const uint64_t from = std::max(
+        entry.committed, topic.queue(q).first.load(std::memory_order_acquire));
+    entry.lag = entry.end > from ? entry.end - from : 0;
     lag.queues.push_back(entry);
   }
   return lag;

@@ -53,6 +53,32 @@ void QueueCursor::Reset(uint64_t offset) {
   committed_.store(offset, std::memory_order_seq_cst);
 }
 
+bool QueueCursor::SkipTo(uint64_t offset) {
+  if (committed() >= offset) return false;
+  absl::MutexLock lock(&mu_);
+  // Claims race on next_ without the mutex: move it only forward.
+  uint64_t next = next_.load(std::memory_order_relaxed);
+  while (next < offset &&
+         !next_.compare_exchange_weak(next, offset, std::memory_order_relaxed,
+                                      std::memory_order_relaxed)) {
+  }
+  // Handed-back ranges below `offset` are gone; keep their tails.
+  for (auto it = returned_.begin();
+       it != returned_.end() && it->first < offset;) {
+    if (it->second > offset) returned_.emplace(offset, it->second);
+    it = returned_.erase(it);
+  }
+  if (returned_.empty()) has_returned_.store(false, std::memory_order_release);
+  if (acked_ >= offset) return false;
+  acked_ = offset;
+  for (auto it = ranges_.begin(); it != ranges_.end() && it->first <= acked_;
+       it = ranges_.erase(it)) {
+    acked_ = std::max(acked_, it->second);
+  }
+  committed_.store(acked_, std::memory_order_seq_cst);
+  return true;
+}
+
 void QueueCursor::Unclaim(uint64_t begin, uint64_t end) {
   absl::MutexLock lock(&mu_);
   UnclaimLocked(begin, end);

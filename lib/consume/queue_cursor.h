@@ -120,6 +120,13 @@ class QueueCursor {
     return leases_.size();
   }
 
+  // Retention deleted everything below `offset`: it counts as acknowledged
+  // and is never handed out (claims and acknowledgements above it stand;
+  // late acknowledgements below it are ignored). No effect once
+  // committed() >= offset, which is the lock-free fast path. Returns
+  // whether committed() advanced.
+  bool SkipTo(uint64_t offset);
+
   // Every offset below it is acknowledged.
   uint64_t committed() const {
     return committed_.load(std::memory_order_seq_cst);

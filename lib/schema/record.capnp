@@ -52,4 +52,8 @@ struct TopicRecord {
   # messages live in the LMDB table named "q.<number>" (decimal).
   firstQueueNumber @2 :UInt32;
   createTimeMs @3 :Int64;
+  # How long the topic keeps a message after its store time, in ms:
+  # > 0 that long; -1 forever; 0 (records written before retention
+  # existed) the default, 72 hours.
+  retentionMs @4 :Int64;
 }

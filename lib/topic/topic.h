@@ -32,19 +32,28 @@ struct QueueState {
   // only after mdb_txn_commit returned, so a reader that loads it (acquire)
   // and then begins a read transaction sees every offset below it.
   std::atomic<uint64_t> end{0};
-  // The first stored offset (0 until retention deletes messages).
+  // The first stored offset (0 until retention deletes messages). Only the
+  // retention sweep (lib/retention/retention_sweeper.h) moves it, on the
+  // writer thread: it stores the new value (release) BEFORE the deleting
+  // transaction commits, and restores the old one if that transaction
+  // aborts. So a reader that begins its read transaction and then loads
+  // `first` (acquire) finds every offset in [first, end) in its snapshot,
+  // and an offset below `first` that its snapshot lacks was deleted by
+  // retention, not lost. Load recovers it from the table's first key.
   std::atomic<uint64_t> first{0};
 };
 
 class Topic {
  public:
+  // `retention_ms`: see retention_ms().
   Topic(std::string name, uint32_t queue_count, uint32_t first_number,
-        int64_t create_time_ms)
+        int64_t create_time_ms, int64_t retention_ms)
       : name_(std::move(name)),
         queue_count_(queue_count),
         first_number_(first_number),
         create_time_ms_(create_time_ms),
-        queues_(new QueueState[queue_count]) {
+        queues_(new QueueState[queue_count]),
+        retention_ms_(retention_ms) {
     for (uint32_t i = 0; i < queue_count; ++i) {
       queues_[i].index = i;
       queues_[i].number = first_number + i;
@@ -59,6 +68,17 @@ class Topic {
   int64_t create_time_ms() const { return create_time_ms_; }
   QueueState& queue(uint32_t i) const { return queues_[i]; }
 
+  // How long a message is kept after its store time, in milliseconds (> 0),
+  // or kKeepForever (retention/retention_policy.h). Any thread; the writer
+  // changes it after the transaction that stored the new value committed.
+  int64_t retention_ms() const {
+    return retention_ms_.load(std::memory_order_relaxed);
+  }
+  // Thread: writer only, after the commit.
+  void set_retention_ms(int64_t ms) {
+    retention_ms_.store(ms, std::memory_order_relaxed);
+  }
+
   bool deleted() const { return deleted_.load(std::memory_order_acquire); }
   // Thread: writer only, after the deleting transaction committed.
   void MarkDeleted() { deleted_.store(true, std::memory_order_release); }
@@ -69,6 +89,7 @@ class Topic {
   const uint32_t first_number_;
   const int64_t create_time_ms_;
   const std::unique_ptr<QueueState[]> queues_;
+  std::atomic<int64_t> retention_ms_;
   std::atomic<bool> deleted_{false};
 };
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "record.capnp.h"
+#include "retention/retention_policy.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
 #include "util/status_macros.h"
@@ -37,13 +38,16 @@ std::string DroppedKey(uint32_t number) {
   return key;
 }
 
-std::string EncodeTopic(const Topic& topic) {
+// `retention_ms` rather than the topic's: SetTopicRetention stores the new
+// value before the topic takes it.
+std::string EncodeTopic(const Topic& topic, int64_t retention_ms) {
   capnp::MallocMessageBuilder builder;
   auto root = builder.initRoot<schema::TopicRecord>();
   root.setName(topic.name());
   root.setQueueCount(topic.queue_count());
   root.setFirstQueueNumber(topic.first_number());
   root.setCreateTimeMs(topic.create_time_ms());
+  root.setRetentionMs(retention_ms);
   kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()),
@@ -64,9 +68,9 @@ absl::StatusOr<std::shared_ptr<Topic>> DecodeTopic(std::string_view value) {
           absl::StrFormat("topic record '%s' has %d queues",
                           root.getName().cStr(), root.getQueueCount()));
     }
-    return std::make_shared<Topic>(root.getName(), root.getQueueCount(),
-                                   root.getFirstQueueNumber(),
-                                   root.getCreateTimeMs());
+    return std::make_shared<Topic>(
+        root.getName(), root.getQueueCount(), root.getFirstQueueNumber(),
+        root.getCreateTimeMs(), RetentionMsFromRecord(root.getRetentionMs()));
   } catch (const kj::Exception& e) {
     return absl::DataLossError(absl::StrFormat(
         "a topic record does not decode (%s); the data directory is damaged",
@@ -224,7 +228,8 @@ std::vector<std::shared_ptr<Topic>> TopicRegistry::All() const {
 
 absl::Status TopicRegistry::ApplyCreate(WriteContext& ctx,
                                         std::string_view name,
-                                        uint32_t queue_count) {
+                                        uint32_t queue_count,
+                                        int64_t retention_ms) {
   if (queue_count == 0 || queue_count > kMaxQueuesPerTopic) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "a topic has 1 to %d queues, not %d", kMaxQueuesPerTopic, queue_count));
@@ -242,8 +247,9 @@ absl::Status TopicRegistry::ApplyCreate(WriteContext& ctx,
         std::string(name), queue_count, budget - std::min(budget, in_use),
         budget));
   }
-  auto topic = std::make_shared<Topic>(std::string(name), queue_count,
-                                       next_queue_number_, ctx.now_ms());
+  auto topic =
+      std::make_shared<Topic>(std::string(name), queue_count,
+                              next_queue_number_, ctx.now_ms(), retention_ms);
   for (uint32_t i = 0; i < queue_count; ++i) {
     QueueState& q = topic->queue(i);
     if (int rc = mdb_dbi_open(ctx.txn(), TableName(q.number).c_str(),
@@ -254,7 +260,7 @@ absl::Status TopicRegistry::ApplyCreate(WriteContext& ctx,
                                           std::string(name)));
     }
   }
-  const std::string record = EncodeTopic(*topic);
+  const std::string record = EncodeTopic(*topic, retention_ms);
   const std::string topic_key = absl::StrFormat("topic/%s", std::string(name));
   std::string next;
   AppendBigEndian(next_queue_number_ + queue_count, 4, &next);
@@ -272,6 +278,28 @@ absl::Status TopicRegistry::ApplyCreate(WriteContext& ctx,
     live_tables_ += queue_count;
     Publish(topic);
   });
+  return absl::OkStatus();
+}
+
+absl::Status TopicRegistry::ApplySetRetention(WriteContext& ctx,
+                                              std::string_view name,
+                                              int64_t retention_ms) {
+  std::shared_ptr<Topic> topic = Find(name);
+  if (topic == nullptr) {
+    return absl::NotFoundError(
+        absl::StrFormat("topic '%s' does not exist", std::string(name)));
+  }
+  const std::string record = EncodeTopic(*topic, retention_ms);
+  const std::string topic_key = absl::StrFormat("topic/%s", std::string(name));
+  MDB_val k = Val(topic_key), v = Val(record);
+  if (int rc = mdb_put(ctx.txn(), env_->meta_table(), &k, &v, 0);
+      rc != MDB_SUCCESS) {
+    return ctx.Fail(rc, absl::StrFormat("cannot store the retention of topic "
+                                        "'%s'",
+                                        std::string(name)));
+  }
+  ctx.AfterCommit(
+      [topic, retention_ms] { topic->set_retention_ms(retention_ms); });
   return absl::OkStatus();
 }
 

@@ -2,7 +2,8 @@
 // that change them.
 //
 // Stored in the meta table (docs/format.md):
-//   "topic/<name>"       -> TopicRecord (name, queue count, first queue number)
+//   "topic/<name>"       -> TopicRecord (name, queue count, first queue
+//                           number, create time, retention)
 //   "next_queue_number"  -> u32, the first queue number never used yet
 //   "dropped/<number>"   -> empty; a queue table emptied by DeleteTopic whose
 //                           LMDB handle is not closed yet (see below)
@@ -56,9 +57,14 @@ class TopicRegistry {
 
   // Thread: writer only. Create: ALREADY_EXISTS, RESOURCE_EXHAUSTED (the
   // table budget Options::max_queues is spent), INVALID_ARGUMENT (queue
-  // count). Delete: NOT_FOUND. `on_deleted` runs after the commit.
+  // count). SetRetention: NOT_FOUND; the topic takes the new value after
+  // the commit. Delete: NOT_FOUND. `on_deleted` runs after the commit.
+  // `retention_ms` is a validated Topic::retention_ms
+  // (retention/retention_policy.h).
   absl::Status ApplyCreate(WriteContext& ctx, std::string_view name,
-                           uint32_t queue_count);
+                           uint32_t queue_count, int64_t retention_ms);
+  absl::Status ApplySetRetention(WriteContext& ctx, std::string_view name,
+                                 int64_t retention_ms);
   absl::Status ApplyDelete(WriteContext& ctx, std::string_view name,
                            std::function<void(const Topic&)> on_deleted);
   // Thread: writer only. The handles of deleted topics' tables; the caller

@@ -41,6 +41,10 @@ namespace txmq {
 inline constexpr uint8_t kTimerCheckBack = 1;      // the next check of a txid
 inline constexpr uint8_t kTimerOutcomeExpiry = 2;  // forget a txid's outcome
 inline constexpr uint8_t kTimerDelivery = 3;       // deliver a delayed message
+// Volatile kinds (bit 7 set, kVolatileKind in timer/timer_service.h) have
+// no row in the timer table; they schedule in-memory work only.
+// The next retention sweep (retention/retention_sweeper.h); id all zeros.
+inline constexpr uint8_t kTimerRetentionSweep = 0x80 | 5;
 
 struct TxnTables {
   MDB_dbi half = 0;

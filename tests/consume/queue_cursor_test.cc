@@ -106,6 +106,44 @@ TEST(QueueCursorTest, RandomOrderAcksEndFullyCommitted) {
   EXPECT_EQ(cursor.committed(), 1100u);
 }
 
+TEST(QueueCursorTest, SkipToAcknowledgesAndNeverHandsOutWhatIsBelow) {
+  QueueCursor cursor(0);
+  EXPECT_EQ(cursor.Claim(4, 100), std::make_pair(uint64_t{0}, uint64_t{4}));
+  EXPECT_EQ(cursor.Claim(4, 100), std::make_pair(uint64_t{4}, uint64_t{8}));
+  cursor.Unclaim(4, 8);  // handed back, half of it to be skipped
+  EXPECT_FALSE(cursor.Ack(12, 13).ok());  // never claimed
+  EXPECT_TRUE(cursor.SkipTo(6));          // 0..6 deleted
+  EXPECT_EQ(cursor.committed(), 6u);
+  // The handed-back tail first, then new offsets.
+  EXPECT_EQ(cursor.Claim(10, 100), std::make_pair(uint64_t{6}, uint64_t{8}));
+  EXPECT_EQ(cursor.Claim(2, 100), std::make_pair(uint64_t{8}, uint64_t{10}));
+  // A late acknowledgement of a skipped offset is harmless.
+  EXPECT_FALSE(*cursor.Ack(0, 4));
+  EXPECT_EQ(cursor.committed(), 6u);
+  EXPECT_TRUE(*cursor.Ack(6, 8));
+  EXPECT_EQ(cursor.committed(), 8u);
+  // Behind nothing: no change.
+  EXPECT_FALSE(cursor.SkipTo(8));
+  EXPECT_FALSE(cursor.SkipTo(3));
+  EXPECT_EQ(cursor.committed(), 8u);
+}
+
+TEST(QueueCursorTest, SkipToPastTheClaimsMovesTheNextClaim) {
+  QueueCursor cursor(0);
+  cursor.Claim(3, 100);  // 0..3 in flight
+  EXPECT_FALSE(*cursor.Ack(1, 2));
+  EXPECT_TRUE(cursor.SkipTo(20));
+  EXPECT_EQ(cursor.committed(), 20u);
+  EXPECT_EQ(cursor.claimed(), 20u);
+  EXPECT_EQ(cursor.Claim(5, 100), std::make_pair(uint64_t{20}, uint64_t{25}));
+  // Acknowledged ranges above the skip point are kept.
+  EXPECT_FALSE(*cursor.Ack(22, 25));
+  EXPECT_TRUE(cursor.SkipTo(21));
+  EXPECT_EQ(cursor.committed(), 21u);
+  EXPECT_TRUE(*cursor.Ack(21, 22));
+  EXPECT_EQ(cursor.committed(), 25u);
+}
+
 TEST(QueueCursorTest, DirtyHandshakeNeverLosesTheLatestOffset) {
   // Many threads ack and mark dirty while a "writer" persists; after all,
   // the last persisted value must equal committed().
