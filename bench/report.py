@@ -33,6 +33,17 @@ ABSOLUTE = [
     ("check-backs per second (100,000 expired, trivial checker)",
      "BM_TxmqCheckBack/iterations:2/real_time", 100000.0),
 ]
+LIMITS = [
+    # (label, row, counter, at most, unit)
+    ("send-to-receive latency p99, kAsync",
+     "BM_TxmqLatency/async/iterations:1/real_time", "p99_us", 200.0, "us"),
+    ("delayed messages fire late by, p99",
+     "BM_TxmqDelayedFiring/iterations:1/real_time", "late_p99_ms", 10.0, "ms"),
+    ("500,000 delayed messages due at once: all delivered within",
+     "BM_TxmqDelayedBurst/iterations:1/real_time", "all_in_ms", 2000.0, "ms"),
+]
+# Rows whose counters (percentiles) get a table of their own.
+COUNTER_ROWS = ("BM_TxmqLatency", "BM_TxmqDelayed")
 
 
 def medians(doc):
@@ -105,6 +116,22 @@ def main(results, out_md, out_dat):
             r = rate(rows[row])
             lines.append(f"| {label} | {human(r)}/s | {human(want)}/s |"
                          f" {'yes' if r >= want else 'no'} |")
+    for label, row, counter, most, unit in LIMITS:
+        if row in rows and counter in rows[row]:
+            v = rows[row][counter]
+            lines.append(f"| {label} | {v:.4g} {unit} | at most {most:g} {unit} |"
+                         f" {'yes' if v <= most else 'no'} |")
+    lines += ["", "Latencies (percentiles as counters of the rows; us ="
+              " microseconds, ms = milliseconds):", "",
+              "| benchmark | counters |", "|---|---|"]
+    for name, row in rows.items():
+        if name.startswith(COUNTER_ROWS):
+            skip = {"items_per_second", "bytes_per_second"}
+            counters = ", ".join(
+                f"{k} {row[k]:.4g}" for k in sorted(row)
+                if k not in skip and isinstance(row[k], (int, float)) and
+                (k.endswith(("_us", "_ms")) or k in ("early", "within_10ms")))
+            lines.append(f"| `{name}` | {counters} |")
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
 

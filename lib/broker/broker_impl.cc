@@ -327,8 +327,8 @@ class BrokerImpl final : public Broker {
     core_.checks = std::make_unique<CheckService>(
         core_.env.get(), core_.txns.get(), core_.writer.get(),
         core_.timers.get(), core_.clock);
-    core_.tables = std::make_unique<internal::LocalTables>(
-        core_.env.get(), core_.writer.get(), o.max_tables);
+    core_.tables = std::make_unique<internal::LocalTables>(core_.writer.get(),
+                                                           o.max_tables);
     core_.redelivery = std::make_unique<Redelivery>(
         core_.writer.get(), core_.groups.get(), core_.delays.get(),
         core_.timers.get(), &core_.signal, core_.clock);

@@ -405,15 +405,16 @@ absl::Status LocalConsumer::AckInTransaction(WriteContext& ctx,
       rc != MDB_SUCCESS) {
     return ctx.Fail(rc, "cannot store an acknowledgement");
   }
-  ctx.AfterCommit([this, state = SharedStateOf(i), queue = QueueOf(i), offset] {
-    QueueCursor& cursor = state->cursor(queue);
-    cursor.NoteAckRow(offset);
-    absl::StatusOr<bool> advanced = cursor.Ack(offset, offset + 1);
-    if (advanced.ok() && *advanced && cursor.MarkDirty()) {
-      core_->groups->SchedulePersist(state, queue);
-    }
-    if (ordered_) core_->signal.Notify();
-  });
+  ctx.AfterCommit(
+      [this, state = SharedStateOf(i), queue = QueueOf(i), offset = offset] {
+        QueueCursor& cursor = state->cursor(queue);
+        cursor.NoteAckRow(offset);
+        absl::StatusOr<bool> advanced = cursor.Ack(offset, offset + 1);
+        if (advanced.ok() && *advanced && cursor.MarkDirty()) {
+          core_->groups->SchedulePersist(state, queue);
+        }
+        if (ordered_) core_->signal.Notify();
+      });
   return absl::OkStatus();
 }
 

@@ -27,9 +27,8 @@ namespace txmq::internal {
 
 class LocalTables {
  public:
-  // `env` and `writer` outlive the registry; at most `max` tables.
-  LocalTables(Env* env, Writer* writer, uint32_t max)
-      : env_(env), writer_(writer), max_(max) {}
+  // `writer` outlives the registry; at most `max` tables.
+  LocalTables(Writer* writer, uint32_t max) : writer_(writer), max_(max) {}
 
   // Errors: INVALID_ARGUMENT (bad name), RESOURCE_EXHAUSTED (max tables
   // open), FAILED_PRECONDITION (on the writer thread), write errors.
@@ -40,7 +39,6 @@ class LocalTables {
   absl::StatusOr<MDB_dbi> Handle(LocalTable table) const;
 
  private:
-  Env* const env_;
   Writer* const writer_;
   const uint32_t max_;
   absl::Mutex open_mu_;  // one open at a time (never taken by the writer)
