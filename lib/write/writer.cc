@@ -47,6 +47,9 @@ Writer::Writer(Env* env, CommitSignal* signal, std::shared_ptr<Clock> clock,
       reader_free_work_(std::move(reader_free_work)),
       last_sync_(absl::Now()) {
   thread_ = std::thread([this] { Run(); });
+  if (!env_->config().sync_commits) {
+    syncer_ = std::thread([this] { RunSyncer(); });
+  }
 }
 
 Writer::~Writer() { Stop(); }
@@ -71,6 +74,37 @@ void Writer::Stop() {
     stopped_ = true;
   }
   thread_.join();
+  if (syncer_.joinable()) {
+    {
+      absl::MutexLock lock(&sync_mu_);
+      sync_stop_ = true;
+    }
+    syncer_.join();
+  }
+}
+
+void Writer::RunSyncer() {
+  while (true) {
+    {
+      absl::MutexLock lock(&sync_mu_);
+      auto ready = [this] {
+        sync_mu_.AssertHeld();
+        return sync_wanted_ || sync_stop_;
+      };
+      sync_mu_.Await(absl::Condition(&ready));
+      if (!sync_wanted_) return;  // stopping, nothing left to flush
+      sync_wanted_ = false;
+    }
+    // LMDB's flush is an fdatasync of the data file: safe beside the
+    // writer's commits, and it covers every commit made before it started.
+    if (absl::Status s = env_->Sync(); !s.ok()) {
+      // The kernel may have dropped the pages it failed to write and will
+      // not report it again: keep the error for the next explicit sync.
+      Log(ToStd(s.message()));
+      absl::MutexLock lock(&sync_mu_);
+      lost_sync_ = s;
+    }
+  }
 }
 
 void Writer::Log(std::string_view message) {
@@ -147,13 +181,12 @@ void Writer::Run() {
     batch.clear();
     if (async && unsynced_ &&
         absl::Now() - last_sync_ >= async_sync_interval_) {
-      absl::Status s = SyncNow();
-      if (!s.ok()) {
-        // The kernel may have dropped the pages it failed to write and will
-        // not report it again: keep the error for the next explicit sync.
-        Log(ToStd(s.message()));
-        lost_sync_ = s;
-      }
+      // The periodic flush runs on the syncer thread: a slow fsync must not
+      // stall the commits behind it.
+      absl::MutexLock lock(&sync_mu_);
+      sync_wanted_ = true;
+      last_sync_ = absl::Now();
+      unsynced_ = false;
     }
   }
   if (async && unsynced_) SyncNow().IgnoreError();
@@ -164,6 +197,7 @@ absl::Status Writer::SyncNow() {
   absl::Status s = env_->Sync();
   last_sync_ = absl::Now();
   unsynced_ = false;
+  absl::MutexLock lock(&sync_mu_);
   if (s.ok() && !lost_sync_.ok()) {
     s = absl::DataLossError(absl::StrFormat(
         "an earlier background sync failed (%s); messages committed before "

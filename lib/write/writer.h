@@ -26,6 +26,12 @@
 // that holds a received batch while it waits for a write would otherwise
 // deadlock with it; past the bound the batch fails with UNAVAILABLE.
 //
+// kAsync: commits do not flush; a syncer thread flushes the data file every
+// async_sync_interval, beside the writer (a flush covers every commit made
+// before it started), so a slow fsync never stalls commits. A request with
+// needs_sync (Broker::Sync) flushes on the writer thread and learns of an
+// earlier background flush that failed.
+//
 // Thread rules: Submit from any thread. Apply and Complete run on the
 // writer thread. A request's Complete is the last time the writer touches
 // it, so Complete may destroy or release the request.
@@ -210,6 +216,8 @@ class Writer {
   // Thread: writer. Flushes the environment (kAsync) and reports a lost
   // background sync once.
   absl::Status SyncNow();
+  // kAsync: the syncer thread, which does the periodic flushes.
+  void RunSyncer();
   void MaybeDoReaderFreeWork();
   void Log(std::string_view message);
 
@@ -230,7 +238,13 @@ class Writer {
   // kSync: the last commit was lazy (its meta page is not flushed yet).
   bool lazy_unsynced_ = false;
   absl::Time last_sync_;
-  absl::Status lost_sync_;
+
+  // kAsync's periodic flush, asked of the syncer thread.
+  absl::Mutex sync_mu_;
+  bool sync_wanted_ ABSL_GUARDED_BY(sync_mu_) = false;
+  bool sync_stop_ ABSL_GUARDED_BY(sync_mu_) = false;
+  absl::Status lost_sync_ ABSL_GUARDED_BY(sync_mu_);
+  std::thread syncer_;
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> growths_{0};
