@@ -137,7 +137,8 @@ struct TopicOptions {
   // consumer group has consumed it; absl::InfiniteDuration() keeps messages
   // forever. From 1 second to 100 years; other values are INVALID_ARGUMENT.
   // Change it later with Broker::SetTopicRetention. The broker's own topics
-  // (names beginning with '%') get the default too.
+  // (names beginning with '%': retry and dead-letter queues) get the
+  // default too; SetTopicRetention changes theirs as well.
   //
   // The sweep deletes each queue's expired prefix (in the background, in
   // write transactions of at most 1024 messages, every
@@ -287,8 +288,9 @@ class Broker {
   virtual absl::Status DeleteTopic(std::string_view name) = 0;
   // Changes how long `name` keeps messages (TopicOptions::retention), on
   // disk and for the next sweep; a shorter retention deletes the newly
-  // expired messages at the next sweep. Errors: NOT_FOUND, INVALID_ARGUMENT
-  // (bad name or retention).
+  // expired messages at the next sweep. Also for an existing broker topic
+  // ("%DLQ%<group>", to keep dead letters longer). Errors: NOT_FOUND,
+  // INVALID_ARGUMENT (bad name or retention).
   virtual absl::Status SetTopicRetention(std::string_view name,
                                          absl::Duration retention) = 0;
   // Sorted by name.

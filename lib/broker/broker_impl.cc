@@ -401,7 +401,11 @@ class BrokerImpl final : public Broker {
 
   absl::Status SetTopicRetention(std::string_view name,
                                  absl::Duration retention) override {
-    TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    // The broker's own topics (retry and dead-letter queues) may be given
+    // a retention too, e.g. to keep dead letters longer.
+    if (name.empty() || name[0] != '%' || core_.topics->Find(name) == nullptr) {
+      TXMQ_RETURN_IF_ERROR(ValidateName(name, NameKind::kTopic));
+    }
     TXMQ_ASSIGN_OR_RETURN(const int64_t retention_ms, RetentionMs(retention));
     return RunWrite(*core_.writer, [&](WriteContext& ctx) -> absl::Status {
       absl::Status s = core_.topics->ApplySetRetention(ctx, name, retention_ms);

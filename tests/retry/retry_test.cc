@@ -387,6 +387,16 @@ TEST_F(RetryTest, PendingRetriesSurviveARestart) {
   EXPECT_EQ(got[0].reconsume_times, 1u);
 }
 
+TEST_F(RetryTest, DeadLettersCanBeKeptLonger) {
+  NewConsumer();
+  TXMQ_ASSERT_OK(
+      broker_->SetTopicRetention("%DLQ%billing", absl::Hours(24 * 30)));
+  EXPECT_EQ(broker_->DescribeTopic("%DLQ%billing")->retention,
+            absl::Hours(24 * 30));
+  EXPECT_EQ(broker_->SetTopicRetention("%DLQ%nobody", absl::Hours(1)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(RetryTest, DeletingTheTopicDeletesItsRetryTopics) {
   NewConsumer();
   ASSERT_TRUE(broker_->DescribeTopic("%RETRY%billing%orders").ok());
