@@ -106,44 +106,61 @@ class FiredTimers final : public WriteRequest {
   using ApplyFn = absl::Status (*)(BrokerCore* core, WriteContext& ctx,
                                    const Timer& t);
 
-  FiredTimers(BrokerCore* core, ApplyFn apply, std::vector<Timer> timers)
-      : core_(core), apply_(apply), timers_(std::move(timers)) {
-    lazy = true;
+  // Applies `timers` in requests of at most 4,096, one after the other:
+  // each is submitted when the one before it completed. A burst (500,000
+  // delayed messages due in the same millisecond) then commits its first
+  // deliveries within milliseconds, and sends submitted meanwhile wait
+  // for one request, not for the whole burst.
+  static void Submit(BrokerCore* core, ApplyFn apply,
+                     std::vector<Timer> timers) {
+    if (timers.empty()) return;
+    auto all = std::make_shared<const std::vector<Timer>>(std::move(timers));
+    core->writer->Submit(new FiredTimers(core, apply, std::move(all), 0));
   }
-  size_t weight() const override { return timers_.size(); }
+
+  size_t weight() const override { return end_ - begin_; }
   absl::Status Apply(WriteContext& ctx) override {
-    for (const Timer& t : timers_) {
-      if (absl::Status s = apply_(core_, ctx, t); !s.ok()) return s;
+    for (size_t i = begin_; i < end_; ++i) {
+      if (absl::Status s = apply_(core_, ctx, (*all_)[i]); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
   void Complete(absl::Status status) override {
-    if (!status.ok()) {
+    if (status.ok()) {
+      if (end_ < all_->size()) {
+        core_->writer->Submit(new FiredTimers(core_, apply_, all_, end_));
+      }
+    } else {
+      // This request and the rest of the chain fire again a second later
+      // (durable ones also after a restart).
       const int64_t retry =
           absl::ToUnixMillis(core_->clock->Now() + absl::Seconds(1));
-      for (const Timer& t : timers_) {
+      for (size_t i = begin_; i < all_->size(); ++i) {
+        const Timer& t = (*all_)[i];
         core_->timers->Schedule(t.target.kind, t.target.id, retry);
       }
     }
     delete this;
   }
 
-  // Submits `timers` in requests of at most 1024.
-  static void Submit(BrokerCore* core, ApplyFn apply,
-                     std::vector<Timer> timers) {
-    constexpr size_t kPerRequest = 1024;
-    for (size_t i = 0; i < timers.size(); i += kPerRequest) {
-      const size_t end = std::min(timers.size(), i + kPerRequest);
-      core->writer->Submit(new FiredTimers(
-          core, apply,
-          std::vector<Timer>(timers.begin() + i, timers.begin() + end)));
-    }
+ private:
+  static constexpr size_t kPerRequest = 4096;
+
+  FiredTimers(BrokerCore* core, ApplyFn apply,
+              std::shared_ptr<const std::vector<Timer>> all, size_t begin)
+      : core_(core),
+        apply_(apply),
+        all_(std::move(all)),
+        begin_(begin),
+        end_(std::min(all_->size(), begin + kPerRequest)) {
+    lazy = true;
   }
 
- private:
   BrokerCore* const core_;
   const ApplyFn apply_;
-  const std::vector<Timer> timers_;
+  const std::shared_ptr<const std::vector<Timer>> all_;
+  const size_t begin_;
+  const size_t end_;
 };
 
 // Forgets an outcome whose retention ran out.
