@@ -224,38 +224,13 @@ absl::StatusOr<std::vector<HalfMessageInfo>> ListHalfMessages(
   if (rc == MDB_SUCCESS) rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
   for (; rc == MDB_SUCCESS && out.size() < limit;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    absl::StatusOr<HalfRow> half =
-        DecodeHalf(std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
-    if (!half.ok() || k.mv_size != TransactionId::kSize) continue;
-    const TxnState* state = &half->state;
-    if (!group.empty() && state->group != group) continue;
-    if (exhausted_only && !state->exhausted) continue;
-    std::array<uint8_t, TransactionId::kSize> id;
-    std::memcpy(id.data(), k.mv_data, id.size());
-    HalfMessageInfo info;
-    info.id = TransactionId::FromBytes(id);
-    info.group = state->group;
-    info.begin_time = absl::FromUnixMillis(state->begin_ms);
-    info.checks = state->checks;
-    info.exhausted = state->exhausted;
-    info.next_check = state->exhausted
-                          ? absl::InfiniteFuture()
-                          : absl::FromUnixMillis(state->next_check_ms);
-    const std::string_view record = half->record;
-    {
-      std::vector<uint64_t> words((record.size() + 7) / 8);
-      std::memcpy(words.data(), record.data(), record.size());
-      absl::StatusOr<MessageView> view =
-          MessageView::FromRecord(std::string_view(
-              reinterpret_cast<const char*>(words.data()), record.size()));
-      if (view.ok()) {
-        info.topic = std::string(view->topic());
-        info.key = std::string(view->key());
-        info.queue = view->queue();
-        info.body_bytes = view->body().size();
-      }
-    }
-    out.push_back(std::move(info));
+    absl::StatusOr<HalfMessageInfo> info = DecodeHalfInfo(
+        std::string_view(static_cast<char*>(k.mv_data), k.mv_size),
+        std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
+    if (!info.ok()) continue;
+    if (!group.empty() && info->group != group) continue;
+    if (exhausted_only && !info->exhausted) continue;
+    out.push_back(*std::move(info));
   }
   if (cursor != nullptr) mdb_cursor_close(cursor);
   mdb_txn_abort(txn);

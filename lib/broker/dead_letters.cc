@@ -52,8 +52,10 @@ int RedriveStart(MDB_txn* txn, const BrokerCore& core, const Topic& dlq,
   return MDB_SUCCESS;
 }
 
-// Copies the stored dead letter at `offset` out.
-absl::StatusOr<DeadLetter> Decode(std::string_view stored, uint64_t offset) {
+}  // namespace
+
+absl::StatusOr<DeadLetter> DecodeDeadLetter(std::string_view stored,
+                                            uint64_t offset) {
   return WithStoredRecord(stored, [&](schema::MessageRecord::Reader root) {
     DeadLetter out;
     auto origin = root.getOrigin();
@@ -81,6 +83,8 @@ absl::StatusOr<DeadLetter> Decode(std::string_view stored, uint64_t offset) {
     return out;
   });
 }
+
+namespace {
 
 // The origin topic of a stored dead letter.
 absl::StatusOr<std::string> OriginTopic(std::string_view stored) {
@@ -115,9 +119,9 @@ absl::StatusOr<std::vector<DeadLetter>> ListGroupDeadLetters(
   if (rc == MDB_SUCCESS) rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
   for (; rc == MDB_SUCCESS && out.size() < limit;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    absl::StatusOr<DeadLetter> letter =
-        Decode(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size),
-               GetBigEndian(static_cast<const char*>(k.mv_data), 8));
+    absl::StatusOr<DeadLetter> letter = DecodeDeadLetter(
+        std::string_view(static_cast<const char*>(v.mv_data), v.mv_size),
+        GetBigEndian(static_cast<const char*>(k.mv_data), 8));
     if (!letter.ok()) {
       status = letter.status();
       break;

@@ -10,6 +10,7 @@
 #define TXMQ_LIB_BROKER_DEAD_LETTERS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -18,6 +19,11 @@
 #include "txmq/broker.h"
 
 namespace txmq {
+
+// Copies out the dead letter stored at `offset` of a dead-letter queue.
+// Errors: DATA_LOSS.
+absl::StatusOr<DeadLetter> DecodeDeadLetter(std::string_view stored,
+                                            uint64_t offset);
 
 absl::StatusOr<std::vector<DeadLetter>> ListGroupDeadLetters(
     const BrokerCore& core, std::string_view group, size_t limit);

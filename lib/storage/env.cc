@@ -57,6 +57,12 @@ size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 Env::Env(std::string dir, const Config& config)
     : dir_(std::move(dir)), config_(config) {}
 
+bool Env::IsOpenInProcess(uint64_t dev, uint64_t ino) {
+  OpenDirs& reg = Registry();
+  absl::MutexLock lock(&reg.mu);
+  return reg.keys.contains({dev, ino});
+}
+
 absl::StatusOr<std::unique_ptr<Env>> Env::Open(std::string_view dir,
                                                const Config& config) {
   std::string path(dir);
@@ -142,8 +148,8 @@ absl::Status Env::OpenLocked(bool existed) {
     env_ = nullptr;
     return LmdbStatus(rc, "cannot create an LMDB environment");
   }
-  mdb_env_set_maxdbs(env_, config_.max_queue_tables +
-                              config_.max_host_tables + kInternalTables);
+  mdb_env_set_maxdbs(env_, config_.max_queue_tables + config_.max_host_tables +
+                               kInternalTables);
   mdb_env_set_maxreaders(env_, config_.max_readers);
   mdb_env_set_mapsize(env_, RoundUp(config_.initial_map_bytes, kMiB));
   // MDB_NOTLS: read transactions are tied to batches, not threads.

@@ -64,6 +64,10 @@ class Env {
                                                    const Config& config);
   ~Env();
   Env(const Env&) = delete;
+
+  // True when an Env of this process has the directory with this device
+  // and inode open.
+  static bool IsOpenInProcess(uint64_t dev, uint64_t ino);
   Env& operator=(const Env&) = delete;
 
   MDB_env* env() const { return env_; }

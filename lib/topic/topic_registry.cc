@@ -16,20 +16,12 @@
 namespace txmq {
 namespace {
 
-constexpr std::string_view kTopicPrefix = "topic/";
-constexpr std::string_view kDroppedPrefix = "dropped/";
-constexpr std::string_view kNextNumberKey = "next_queue_number";
-
 MDB_val Val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
 }
 
 std::string_view View(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
-}
-
-std::string TableName(uint32_t number) {
-  return absl::StrFormat("q.%d", number);
 }
 
 std::string DroppedKey(uint32_t number) {
@@ -52,6 +44,12 @@ std::string EncodeTopic(const Topic& topic, int64_t retention_ms) {
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()),
                      bytes.size());
+}
+
+}  // namespace
+
+std::string TableName(uint32_t number) {
+  return absl::StrFormat("q.%d", number);
 }
 
 absl::StatusOr<std::shared_ptr<Topic>> DecodeTopic(std::string_view value) {
@@ -77,6 +75,8 @@ absl::StatusOr<std::shared_ptr<Topic>> DecodeTopic(std::string_view value) {
         e.getDescription().cStr()));
   }
 }
+
+namespace {
 
 // Reads the first and last offsets of `dbi` into `queue`.
 int RecoverOffsets(MDB_txn* txn, QueueState& queue) {

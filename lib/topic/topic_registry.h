@@ -43,6 +43,16 @@ namespace txmq {
 
 inline constexpr uint32_t kMaxQueuesPerTopic = 1024;
 
+// Meta table keys (docs/format.md).
+inline constexpr std::string_view kTopicPrefix = "topic/";
+inline constexpr std::string_view kDroppedPrefix = "dropped/";
+inline constexpr std::string_view kNextNumberKey = "next_queue_number";
+
+// The name of queue table `number`: "q.<number>".
+std::string TableName(uint32_t number);
+// Decodes a TopicRecord (its tables not opened). Errors: DATA_LOSS.
+absl::StatusOr<std::shared_ptr<Topic>> DecodeTopic(std::string_view value);
+
 class TopicRegistry {
  public:
   // Reads every topic, opens its tables and recovers each queue's first and

@@ -1,6 +1,7 @@
 #include "txn/txn_store.h"
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "storage/keys.h"
@@ -52,6 +53,36 @@ absl::StatusOr<HalfRow> DecodeHalf(std::string_view v) {
   state.group.assign(v.data() + kStateFixed, group);
   row.record = v.substr(kStateFixed + group);
   return row;
+}
+
+absl::StatusOr<HalfMessageInfo> DecodeHalfInfo(std::string_view key,
+                                               std::string_view value) {
+  if (key.size() != TransactionId::kSize) return Damaged("half");
+  absl::StatusOr<HalfRow> half = DecodeHalf(value);
+  if (!half.ok()) return half.status();
+  const TxnState& state = half->state;
+  std::array<uint8_t, TransactionId::kSize> id;
+  std::memcpy(id.data(), key.data(), id.size());
+  HalfMessageInfo info;
+  info.id = TransactionId::FromBytes(id);
+  info.group = state.group;
+  info.begin_time = absl::FromUnixMillis(state.begin_ms);
+  info.checks = state.checks;
+  info.exhausted = state.exhausted;
+  info.next_check = state.exhausted ? absl::InfiniteFuture()
+                                    : absl::FromUnixMillis(state.next_check_ms);
+  // The record is not aligned within the row: decode an aligned copy.
+  const std::string_view record = half->record;
+  std::vector<uint64_t> words((record.size() + 7) / 8);
+  std::memcpy(words.data(), record.data(), record.size());
+  absl::StatusOr<MessageView> view = MessageView::FromRecord(std::string_view(
+      reinterpret_cast<const char*>(words.data()), record.size()));
+  if (!view.ok()) return view.status();
+  info.topic = std::string(view->topic());
+  info.key = std::string(view->key());
+  info.queue = view->queue();
+  info.body_bytes = view->body().size();
+  return info;
 }
 
 std::string EncodeTxnOutcome(const TxnOutcome& outcome) {

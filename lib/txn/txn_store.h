@@ -78,6 +78,10 @@ struct HalfRow {
   std::string_view record;  // points into the decoded value (unaligned)
 };
 absl::StatusOr<HalfRow> DecodeHalf(std::string_view value);
+// A half row (key = txid) as ListTransactions reports it. Errors:
+// DATA_LOSS.
+absl::StatusOr<HalfMessageInfo> DecodeHalfInfo(std::string_view key,
+                                               std::string_view value);
 std::string EncodeTxnOutcome(const TxnOutcome& outcome);
 absl::StatusOr<TxnOutcome> DecodeTxnOutcome(std::string_view value);
 
