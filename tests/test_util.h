@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
@@ -44,6 +46,14 @@ class TempDir {
 // Polls `done` every 2 ms (real time) until it is true or 20 s passed;
 // returns its last answer. For waiting on background threads, never for
 // asserting how long something takes.
+// The whole content of a file ("" when it cannot be read).
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 inline bool Eventually(const std::function<bool()>& done) {
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {

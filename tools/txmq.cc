@@ -178,6 +178,11 @@ Json MessageJson(const StoredMessage& m) {
   return j;
 }
 
+// "1 message", "2 messages".
+std::string Count(uint64_t n, std::string_view noun) {
+  return absl::StrCat(n, " ", std::string(noun), n == 1 ? "" : "s");
+}
+
 // ---------------------------------------------------------------- messages
 
 Table MessageTable() {
@@ -403,8 +408,8 @@ void TopicDelete(const Context& ctx, const std::string& name, bool force) {
     ctx.PrintJson(Json{{"deleted", name}, {"messages", info.message_count()}});
     return;
   }
-  std::printf("deleted topic %s (%llu messages)\n", name.c_str(),
-              static_cast<unsigned long long>(info.message_count()));
+  std::printf("deleted topic %s (%s)\n", name.c_str(),
+              Count(info.message_count(), "message").c_str());
 }
 
 // ---------------------------------------------------------------- send
@@ -881,11 +886,11 @@ void DlqRedrive(const Context& ctx, const std::string& group, size_t max) {
                        {"dropped", sum.dropped}});
     return;
   }
-  std::printf("redrove %llu dead letters of group %s",
-              static_cast<unsigned long long>(sum.redriven), group.c_str());
+  std::printf("gave %s back to group %s",
+              Count(sum.redriven, "dead letter").c_str(), group.c_str());
   if (sum.dropped > 0) {
-    std::printf("; dropped %llu whose topic was deleted",
-                static_cast<unsigned long long>(sum.dropped));
+    std::printf("; dropped %s whose topic was deleted",
+                Count(sum.dropped, "dead letter").c_str());
   }
   std::printf("\n");
 }
@@ -1193,6 +1198,29 @@ int Main(int argc, char** argv) {
                      "index agrees (exit 3 on problems)")
       ->callback([&] { run = [&] { return Verify(ctx); }; });
 
+  // An unknown command gets a message naming it (CLI11 would only say that
+  // a command is required).
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--data") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      names.push_back(sub->get_name());
+    }
+    if (std::find(names.begin(), names.end(), arg) == names.end()) {
+      std::fprintf(stderr,
+                   "txmq: error: unknown command '%s'; the commands are %s "
+                   "(see 'txmq --help')\n",
+                   arg.c_str(), absl::StrJoin(names, ", ").c_str());
+      return 2;
+    }
+    break;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -1201,6 +1229,30 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
+  } catch (const CLI::RequiredError& e) {
+    // Name the group that needs a command, and its commands.
+    const CLI::App* cur = &app;
+    std::string path;
+    while (!cur->get_subcommands().empty()) {
+      cur = cur->get_subcommands()[0];
+      path += " " + cur->get_name();
+    }
+    std::vector<std::string> names;
+    for (const CLI::App* sub : cur->get_subcommands({})) {
+      names.push_back(sub->get_name());
+    }
+    if (std::string(e.what()).find("subcommand") != std::string::npos &&
+        !names.empty()) {
+      std::fprintf(stderr,
+                   "txmq: error: 'txmq%s' needs a command: %s (see "
+                   "'txmq%s --help')\n",
+                   path.c_str(), absl::StrJoin(names, ", ").c_str(),
+                   path.c_str());
+    } else {
+      std::fprintf(stderr, "txmq: error: %s (see 'txmq%s --help')\n", e.what(),
+                   path.c_str());
+    }
+    return 2;
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     if (what.empty()) what = e.get_name();

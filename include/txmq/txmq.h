@@ -6,6 +6,7 @@
 #include "txmq/broker.h"             // IWYU pragma: export
 #include "txmq/clock.h"              // IWYU pragma: export
 #include "txmq/consumer.h"           // IWYU pragma: export
+#include "txmq/inspector.h"          // IWYU pragma: export
 #include "txmq/local_transaction.h"  // IWYU pragma: export
 #include "txmq/message.h"            // IWYU pragma: export
 #include "txmq/producer.h"           // IWYU pragma: export

@@ -55,6 +55,10 @@ int Send(const std::string& dir, const std::string& side, int threads,
   txmq::Options options;
   options.durability =
       sync ? txmq::Durability::kSync : txmq::Durability::kAsync;
+  // Tests of map growth start with a small map.
+  if (const char* map = std::getenv("TXMQ_CHILD_MAP_BYTES"); map != nullptr) {
+    options.initial_map_bytes = std::strtoull(map, nullptr, 10);
+  }
   auto broker = txmq::Broker::Open(dir, options);
   if (!broker.ok()) return Die(broker.status().ToString());
   absl::Status created = (*broker)->CreateTopic("crash", {.queues = 4});
