@@ -2,6 +2,7 @@
 // the same run so that every figure can be quoted as a ratio:
 //
 //   BM_TxmqSend/sync|async, threads 1..64  blocking 128-byte sends
+//   BM_TxmqSend/async_keyed                 the same with a key per message
 //   BM_TxmqConsume                         one consumer over 1M messages
 //   BM_LmdbPut/batch:1|64                  raw LMDB durable puts
 //   BM_LmdbScan                            raw LMDB cursor scan of 1M records
@@ -45,7 +46,8 @@ struct SendFixture {
 };
 SendFixture* send_fixture = nullptr;
 
-void BM_TxmqSend(benchmark::State& state, txmq::Durability durability) {
+void BM_TxmqSend(benchmark::State& state, txmq::Durability durability,
+                 bool keyed) {
   if (state.thread_index() == 0) {
     send_fixture = new SendFixture;
     send_fixture->dir = MakeTempDir("send");
@@ -58,9 +60,13 @@ void BM_TxmqSend(benchmark::State& state, txmq::Durability durability) {
           "topic");
     send_fixture->producer = *send_fixture->broker->CreateProducer();
   }
-  const txmq::Message message{.topic = "bench",
-                              .body = std::string(kValueBytes, 'm')};
+  txmq::Message message{.topic = "bench",
+                        .body = std::string(kValueBytes, 'm')};
+  uint64_t n = static_cast<uint64_t>(state.thread_index()) << 40;
   for (auto _ : state) {
+    // Keyed: a distinct key per message, spread over the key space (an
+    // order id), so that every send adds a key index row.
+    if (keyed) message.key = std::to_string(++n * 0x9E3779B97F4A7C15ULL);
     // The loop's start barrier orders this after thread 0's setup.
     if (!send_fixture->producer->Send(message).ok()) {
       state.SkipWithError("send failed");
@@ -83,8 +89,12 @@ void BM_TxmqSend(benchmark::State& state, txmq::Durability durability) {
 void SendArgs(benchmark::internal::Benchmark* b) {
   b->Threads(1)->Threads(4)->Threads(16)->Threads(64)->UseRealTime();
 }
-BENCHMARK_CAPTURE(BM_TxmqSend, sync, txmq::Durability::kSync)->Apply(SendArgs);
-BENCHMARK_CAPTURE(BM_TxmqSend, async, txmq::Durability::kAsync)
+BENCHMARK_CAPTURE(BM_TxmqSend, sync, txmq::Durability::kSync, false)
+    ->Apply(SendArgs);
+BENCHMARK_CAPTURE(BM_TxmqSend, async, txmq::Durability::kAsync, false)
+    ->Apply(SendArgs);
+// The cost of the key index (lib/log/key_index.h): the same sends, keyed.
+BENCHMARK_CAPTURE(BM_TxmqSend, async_keyed, txmq::Durability::kAsync, true)
     ->Apply(SendArgs);
 
 // ---- txmq transactions ---------------------------------------------------

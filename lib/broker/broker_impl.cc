@@ -269,6 +269,7 @@ class BrokerImpl final : public Broker {
     config.create_if_missing = o.create_if_missing;
     TXMQ_ASSIGN_OR_RETURN(core_.env, Env::Open(dir, config));
     TXMQ_ASSIGN_OR_RETURN(core_.topics, TopicRegistry::Load(core_.env.get()));
+    TXMQ_RETURN_IF_ERROR(core_.topics->BuildKeyIndex());
     auto log = [log = o.log](std::string_view message) {
       if (log) log(LogLevel::kInfo, message);
     };

@@ -31,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "broker/dead_letters.h"
 #include "consume/cursor_store.h"
+#include "log/key_index.h"
 #include "log/stored_record.h"
 #include "storage/env.h"
 #include "storage/keys.h"
@@ -411,6 +412,57 @@ class InspectorImpl final : public Inspector {
       total += t.end[q] - t.first[q];
     }
     std::vector<StoredMessage> out;
+    TXMQ_ASSIGN_OR_RETURN(MDB_dbi index, KeyIndex(txn.get()));
+    if (index != kNoTable && !key.empty()) {
+      // Through the index: each queue's first `limit` rows of the key.
+      for (uint32_t q = 0; q < t.topic->queue_count(); ++q) {
+        const uint32_t number = t.topic->first_number() + q;
+        const std::string prefix = KeyIndexPrefix(number, key);
+        MDB_cursor* cursor = nullptr;
+        if (int rc = mdb_cursor_open(txn.get(), index, &cursor);
+            rc != MDB_SUCCESS) {
+          return Failed(rc, "cannot read");
+        }
+        MDB_val k = Val(prefix), v;
+        int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+        size_t taken = 0;
+        absl::Status s;
+        for (;
+             rc == MDB_SUCCESS && taken < limit && View(k).starts_with(prefix);
+             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+          KeyIndexEntry entry;
+          if (!ParseKeyIndexRow(View(k), &entry)) continue;
+          const OffsetKey at(entry.offset);
+          MDB_val mk{8, const_cast<char*>(at.bytes)}, mv;
+          const int got = mdb_get(txn.get(), t.dbis[q], &mk, &mv);
+          if (got == MDB_NOTFOUND) continue;
+          if (got != MDB_SUCCESS) {
+            s = Failed(got, "cannot read");
+            break;
+          }
+          absl::StatusOr<StoredMessage> m = DecodeStored(View(mv));
+          if (!m.ok()) {
+            s = m.status();
+            break;
+          }
+          if (m->key != key) continue;  // a long key's hash collided
+          out.push_back(*std::move(m));
+          ++taken;
+        }
+        mdb_cursor_close(cursor);
+        if (!s.ok()) return s;
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+          return Failed(rc, "cannot read");
+        }
+        if (progress) progress(q + 1, t.topic->queue_count());
+      }
+      std::sort(out.begin(), out.end(),
+                [](const auto& a, const auto& b) { return a.id < b.id; });
+      if (out.size() > limit) out.resize(limit);
+      return out;
+    }
+    // No usable index (a directory an older build wrote, not reopened
+    // since): read everything.
     for (uint32_t q = 0; q < t.topic->queue_count(); ++q) {
       TXMQ_RETURN_IF_ERROR(
           ScanQueue(txn.get(), t.dbis[q], 0, [&](uint64_t, std::string_view v) {
@@ -533,6 +585,17 @@ class InspectorImpl final : public Inspector {
       return Failed(rc, absl::StrFormat("cannot open table %s of", name));
     }
     return dbi;
+  }
+
+  // The key index, or kNoTable when the directory has none or it is not
+  // filled yet (meta "key_index_pending").
+  absl::StatusOr<MDB_dbi> KeyIndex(MDB_txn* txn) {
+    TXMQ_ASSIGN_OR_RETURN(MDB_dbi index, Table(txn, "key_index"));
+    MDB_val k = Val("key_index_pending"), v;
+    const int rc = mdb_get(txn, meta_, &k, &v);
+    if (rc == MDB_SUCCESS) return kNoTable;
+    if (rc != MDB_NOTFOUND) return Failed(rc, "cannot read");
+    return index;
   }
 
   // Calls fn(key, value) for every row of `dbi`; stops at its first error.
@@ -789,7 +852,9 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
   TXMQ_RETURN_IF_ERROR(
       ForEach(txn, meta_, [&](std::string_view k, std::string_view v) {
         tick();
-        if (k == "magic" || k == "format_version") return absl::OkStatus();
+        if (k == "magic" || k == "format_version" || k == "key_index_pending") {
+          return absl::OkStatus();
+        }
         if (k == kNextNumberKey) {
           if (v.size() != 4) {
             problem("meta: next_queue_number is not 4 bytes");
@@ -838,6 +903,9 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     }
   }
 
+  // The key index, unless an older build left it unfilled.
+  TXMQ_ASSIGN_OR_RETURN(const MDB_dbi index, KeyIndex(txn));
+
   // Queues: dense offsets; each record decodes and matches its place.
   std::map<std::string, SnapTopic, std::less<>> snaps;
   for (const auto& topic : topics) {
@@ -871,6 +939,13 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
                   "%s: the record says topic '%s' queue %d offset %d", where,
                   m->topic, m->queue, m->offset));
             }
+            if (index != kNoTable && !m->key.empty()) {
+              const std::string row = KeyIndexRow(number, m->key, offset);
+              MDB_val ik = Val(row), iv;
+              if (mdb_get(txn, index, &ik, &iv) != MDB_SUCCESS) {
+                problem(where + ": its key has no key_index row");
+              }
+            }
             const MessageId id = MessageId::Make(
                 absl::ToUnixMillis(m->store_time), number, offset);
             if (m->id != id) {
@@ -890,7 +965,8 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
   // host table (walked, not interpreted).
   for (const std::string& name : tables) {
     if (name == "meta" || name == "cursor" || name == "half" ||
-        name == "txn_outcome" || name == "timer" || name == "delay") {
+        name == "txn_outcome" || name == "timer" || name == "delay" ||
+        name == "key_index") {
       continue;
     }
     uint32_t number = 0;
@@ -914,6 +990,51 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
       continue;
     }
     problem(absl::StrFormat("unknown table '%s'", absl::CHexEscape(name)));
+  }
+
+  // Every key index row names a stored message with that key.
+  if (index != kNoTable) {
+    ++r.tables;
+    std::map<uint32_t, std::pair<const SnapTopic*, uint32_t>> queues;
+    for (const auto& [name, snap] : snaps) {
+      for (uint32_t q = 0; q < snap.topic->queue_count(); ++q) {
+        queues[snap.topic->first_number() + q] = {&snap, q};
+      }
+    }
+    TXMQ_RETURN_IF_ERROR(
+        ForEach(txn, index, [&](std::string_view k, std::string_view) {
+          tick();
+          KeyIndexEntry e;
+          if (!ParseKeyIndexRow(k, &e)) {
+            problem(absl::StrFormat("key_index: malformed row %s",
+                                    absl::BytesToHexString(ToAbsl(k))));
+            return absl::OkStatus();
+          }
+          auto it = queues.find(e.number);
+          if (it == queues.end()) {
+            if (!dropped.contains(e.number)) {
+              problem(absl::StrFormat(
+                  "key_index: a row of queue number %d, which no topic has",
+                  e.number));
+            }
+            return absl::OkStatus();
+          }
+          const auto [snap, q] = it->second;
+          const std::string where =
+              absl::StrFormat("key_index: topic '%s' queue %d offset %d",
+                              snap->topic->name(), q, e.offset);
+          const OffsetKey at(e.offset);
+          MDB_val mk{8, const_cast<char*>(at.bytes)}, mv;
+          if (mdb_get(txn, snap->dbis[q], &mk, &mv) != MDB_SUCCESS) {
+            problem(where + ": no such message");
+            return absl::OkStatus();
+          }
+          absl::StatusOr<std::string> key = KeyOf(View(mv));
+          if (key.ok() && !KeyIndexes(*key, e.indexed_key)) {
+            problem(where + ": the message has another key");
+          }
+          return absl::OkStatus();
+        }));
   }
 
   // Consumer offsets.

@@ -184,7 +184,7 @@ class LocalTransactionRequest final : public WriteRequest {
         rc != MDB_SUCCESS) {
       return ctx.Fail(rc, "cannot begin a local transaction");
     }
-    WriteContext inner(nested, ctx.now_ms());
+    WriteContext inner(nested, ctx.now_ms(), ctx.key_index());
     Transaction tx(core_, inner);
     absl::Status status;
     try {

@@ -1,6 +1,7 @@
 #include "log/append.h"
 
 #include "absl/strings/str_format.h"
+#include "log/key_index.h"
 #include "storage/keys.h"
 
 namespace txmq {
@@ -28,6 +29,12 @@ absl::StatusOr<SendResult> AppendToQueue(WriteContext& ctx, Topic& topic,
         rc, absl::StrFormat("cannot append to topic '%s'", topic.name()));
   }
   record.WriteTo(v.mv_data);
+  if (int rc = PutKeyIndex(ctx.txn(), ctx.key_index(), q.number, record.key(),
+                           offset);
+      rc != MDB_SUCCESS) {
+    return ctx.Fail(rc, absl::StrFormat("cannot index a message of topic '%s'",
+                                        topic.name()));
+  }
   q.writer_next = offset + 1;
   ctx.Touch(&q);
   return SendResult{.id = id,

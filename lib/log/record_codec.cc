@@ -137,6 +137,12 @@ absl::StatusOr<PendingRecord> PendingRecord::Encode(const Message& m,
   return record;
 }
 
+std::string_view PendingRecord::key() const {
+  capnp::Text::Reader key =
+      builder_->getRoot<schema::MessageRecord>().asReader().getKey();
+  return std::string_view(key.begin(), key.size());
+}
+
 int64_t PendingRecord::deliver_at_ms() const {
   return builder_->getRoot<schema::MessageRecord>().getDeliverAtMs();
 }

@@ -76,6 +76,8 @@ class PendingRecord {
              int64_t store_time_ms);
   // When the message should become visible (Unix ms; 0: at once).
   int64_t deliver_at_ms() const;
+  // The message key (valid while this record lives and is not changed).
+  std::string_view key() const;
   // The serialized size in bytes (a multiple of 8). Stable after Encode.
   size_t size() const { return size_; }
   // Serializes into `out`, which has room for size() bytes.

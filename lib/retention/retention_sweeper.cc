@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "log/key_index.h"
 #include "log/record_layout.h"
 #include "retention/retention_policy.h"
 #include "storage/keys.h"
@@ -22,11 +23,12 @@ static_assert(IsVolatileKind(kTimerRetentionSweep),
 
 constexpr std::array<uint8_t, 16> kSweepTimerId{};
 
-// The store time of the record `v`, or nullopt when it does not decode.
-// `scratch` holds a copy of a record that is not 8-byte aligned in the map
-// (docs/format.md says none is; the reader needs aligned words).
-std::optional<int64_t> StoreTimeMs(const MDB_val& v,
-                                   std::vector<uint64_t>& scratch) {
+// The record `v` as 8-byte aligned words, or nullopt when its size is not
+// a whole number of words. `scratch` holds a copy of a record that is not
+// aligned in the map (docs/format.md says none is; the reader needs
+// aligned words).
+std::optional<std::string_view> Aligned(const MDB_val& v,
+                                        std::vector<uint64_t>& scratch) {
   std::string_view record(static_cast<const char*>(v.mv_data), v.mv_size);
   if (record.size() % 8 != 0) return std::nullopt;
   if (reinterpret_cast<uintptr_t>(record.data()) % 8 != 0) {
@@ -35,6 +37,15 @@ std::optional<int64_t> StoreTimeMs(const MDB_val& v,
     record = std::string_view(reinterpret_cast<const char*>(scratch.data()),
                               record.size());
   }
+  return record;
+}
+
+// The store time of the record `v`, or nullopt when it does not decode.
+std::optional<int64_t> StoreTimeMs(const MDB_val& v,
+                                   std::vector<uint64_t>& scratch) {
+  std::optional<std::string_view> aligned = Aligned(v, scratch);
+  if (!aligned.has_value()) return std::nullopt;
+  const std::string_view record = *aligned;
   HotFields hot;
   switch (ReadHotFields(record, &hot)) {
     case LayoutResult::kOk:
@@ -161,6 +172,14 @@ class RetentionSweeper::SweepRequest final : public WriteRequest {
       if (deleted == budget) {
         *more = true;
         break;
+      }
+      // Its key index row goes with it (the record decoded above).
+      std::optional<std::string_view> record = Aligned(v, scratch_);
+      absl::StatusOr<MessageView> view = MessageView::FromRecord(*record);
+      if (view.ok()) {
+        rc = DeleteKeyIndex(ctx.txn(), ctx.key_index(), queue.number,
+                            view->key(), offset);
+        if (rc != MDB_SUCCESS) break;
       }
       if (rc = mdb_cursor_del(cursor, 0); rc != MDB_SUCCESS) break;
       ++deleted;

@@ -23,6 +23,7 @@ namespace {
 
 constexpr std::string_view kMagic = "txmq";
 constexpr uint32_t kInternalTables = 8;
+constexpr std::string_view kKeyIndexPendingKey = "key_index_pending";
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kMaxGrowthStep = size_t{8} << 30;
 // Prefill: when fewer than kPrefillLow bytes are written past the pages in
@@ -284,6 +285,26 @@ absl::Status Env::CheckFormat(bool* fresh) {
   }
   if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "timer", MDB_CREATE, &timer_);
   if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, "delay", MDB_CREATE, &delay_);
+  if (rc == MDB_SUCCESS) {
+    // A directory from before the key index gets it empty; the broker
+    // fills it (key_index_created()).
+    // The meta row "key_index_pending" marks it unfinished until then, so
+    // that a crash while it is filled has it filled again.
+    MDB_val pending = Val(kKeyIndexPendingKey), none = Val("");
+    rc = mdb_dbi_open(txn, "key_index", 0, &key_index_);
+    if (rc == MDB_NOTFOUND) {
+      rc = mdb_dbi_open(txn, "key_index", MDB_CREATE, &key_index_);
+      if (rc == MDB_SUCCESS && !*fresh) {
+        rc = mdb_put(txn, meta_, &pending, &none, 0);
+      }
+    }
+    if (rc == MDB_SUCCESS) {
+      MDB_val v;
+      rc = mdb_get(txn, meta_, &pending, &v);
+      key_index_created_ = rc == MDB_SUCCESS;
+      if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+    }
+  }
   if (rc != MDB_SUCCESS) {
     return fail(LmdbStatus(rc, absl::StrFormat("cannot open '%s'", dir_)));
   }
@@ -293,6 +314,25 @@ absl::Status Env::CheckFormat(bool* fresh) {
     rc = mdb_env_sync(env_, 1);
   }
   return LmdbStatus(rc, absl::StrFormat("cannot write '%s'", dir_));
+}
+
+absl::Status Env::FinishKeyIndex() {
+  if (!key_index_created_) return absl::OkStatus();
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc == MDB_SUCCESS) {
+    MDB_val pending = Val(kKeyIndexPendingKey);
+    rc = mdb_del(txn, meta_, &pending, nullptr);
+    if (rc == MDB_SUCCESS || rc == MDB_NOTFOUND) {
+      rc = mdb_txn_commit(txn);
+    } else {
+      mdb_txn_abort(txn);
+    }
+  }
+  if (rc == MDB_SUCCESS && !config_.sync_commits) rc = mdb_env_sync(env_, 1);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "cannot finish the key index");
+  key_index_created_ = false;
+  return absl::OkStatus();
 }
 
 Env::~Env() {

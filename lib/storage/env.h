@@ -84,6 +84,15 @@ class Env {
   MDB_dbi timer_table() const { return timer_; }
   // Delayed messages (delay/delay_writer.h).
   MDB_dbi delay_table() const { return delay_; }
+  // The key index (log/key_index.h).
+  MDB_dbi key_index_table() const { return key_index_; }
+  // True when the key index of a directory that had messages before it
+  // (an older build wrote it) is not filled yet: the broker fills it at
+  // open (lib/log/key_index.h, BuildKeyIndex) and then deletes the meta
+  // row "key_index_pending" that says so.
+  bool key_index_created() const { return key_index_created_; }
+  // Deletes "key_index_pending" (durably) once the index is filled.
+  absl::Status FinishKeyIndex();
 
   // Map size in bytes, and the bytes in use (the high-water mark of pages;
   // LMDB reuses freed pages below it) as of the last RefreshUsage. Both are
@@ -130,6 +139,8 @@ class Env {
   MDB_dbi outcome_ = 0;
   MDB_dbi timer_ = 0;
   MDB_dbi delay_ = 0;
+  MDB_dbi key_index_ = 0;
+  bool key_index_created_ = false;
   int lock_fd_ = -1;
   uint64_t dir_key_[2] = {0, 0};
   bool registered_ = false;

@@ -7,10 +7,12 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "log/key_index.h"
 #include "record.capnp.h"
 #include "retention/retention_policy.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
+#include "txmq/message.h"
 #include "util/status_macros.h"
 
 namespace txmq {
@@ -158,6 +160,9 @@ absl::StatusOr<std::unique_ptr<TopicRegistry>> TopicRegistry::Load(Env* env) {
     MDB_dbi dbi;
     rc = mdb_dbi_open(txn, TableName(number).c_str(), 0, &dbi);
     if (rc == MDB_SUCCESS) rc = mdb_drop(txn, dbi, 1);
+    if (rc == MDB_SUCCESS || rc == MDB_NOTFOUND) {
+      rc = DeleteKeyIndexOfQueue(txn, env->key_index_table(), number);
+    }
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
       return fail(LmdbStatus(rc, "cannot drop a deleted topic's table"));
     }
@@ -193,6 +198,70 @@ absl::StatusOr<std::unique_ptr<TopicRegistry>> TopicRegistry::Load(Env* env) {
   }
   for (auto& topic : topics) registry->Publish(std::move(topic));
   return registry;
+}
+
+absl::Status TopicRegistry::BuildKeyIndex() {
+  if (!env_->key_index_created()) return absl::OkStatus();
+  constexpr size_t kRowsPerTransaction = 50000;
+  std::vector<uint64_t> scratch;
+  for (const std::shared_ptr<Topic>& topic : All()) {
+    for (uint32_t i = 0; i < topic->queue_count(); ++i) {
+      QueueState& q = topic->queue(i);
+      uint64_t from = q.first.load();
+      while (from < q.end.load()) {
+        MDB_txn* txn = nullptr;
+        if (int rc = mdb_txn_begin(env_->env(), nullptr, 0, &txn);
+            rc != MDB_SUCCESS) {
+          return LmdbStatus(rc, "cannot build the key index");
+        }
+        MDB_cursor* cursor = nullptr;
+        int rc = mdb_cursor_open(txn, q.dbi, &cursor);
+        const OffsetKey start(from);
+        MDB_val k{8, const_cast<char*>(start.bytes)}, v;
+        if (rc == MDB_SUCCESS)
+          rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+        uint64_t next = from;
+        for (size_t n = 0; rc == MDB_SUCCESS && n < kRowsPerTransaction;
+             ++n, rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+          const uint64_t offset =
+              GetBigEndian(static_cast<char*>(k.mv_data), 8);
+          scratch.resize((v.mv_size + 7) / 8);
+          std::memcpy(scratch.data(), v.mv_data, v.mv_size);
+          absl::StatusOr<MessageView> view =
+              MessageView::FromRecord(std::string_view(
+                  reinterpret_cast<const char*>(scratch.data()), v.mv_size));
+          if (view.ok()) {
+            rc = PutKeyIndex(txn, env_->key_index_table(), q.number,
+                             view->key(), offset);
+            if (rc != MDB_SUCCESS) break;
+          }
+          next = offset + 1;
+        }
+        if (cursor != nullptr) mdb_cursor_close(cursor);
+        if (rc == MDB_NOTFOUND) {
+          rc = MDB_SUCCESS;
+          next = q.end.load();
+        }
+        if (rc == MDB_SUCCESS)
+          rc = mdb_txn_commit(txn);
+        else
+          mdb_txn_abort(txn);
+        if (rc == MDB_MAP_FULL) {
+          TXMQ_RETURN_IF_ERROR(env_->Grow());
+          continue;  // the same step again, in a larger map
+        }
+        if (rc != MDB_SUCCESS) {
+          return LmdbStatus(rc, "cannot build the key index");
+        }
+        from = next;
+        env_->RefreshUsage();
+        while (env_->NeedsGrowth() && env_->NextMapSize().ok()) {
+          TXMQ_RETURN_IF_ERROR(env_->Grow());
+        }
+      }
+    }
+  }
+  return env_->FinishKeyIndex();
 }
 
 void TopicRegistry::Publish(std::shared_ptr<Topic> topic) {
@@ -364,6 +433,9 @@ absl::Status TopicRegistry::CloseTables(const std::vector<MDB_dbi>& dbis) {
     if (rc == MDB_SUCCESS) rc = mdb_drop(txn, dbi, 1);
     auto it = closing_numbers_.find(dbi);
     if (it == closing_numbers_.end()) continue;
+    if (rc == MDB_SUCCESS) {
+      rc = DeleteKeyIndexOfQueue(txn, env_->key_index_table(), it->second);
+    }
     std::string dk = DroppedKey(it->second);
     closing_numbers_.erase(it);
     MDB_val dkey = Val(dk);

@@ -60,6 +60,13 @@ class TopicRegistry {
   // table that is missing.
   static absl::StatusOr<std::unique_ptr<TopicRegistry>> Load(Env* env);
 
+  // Fills the key index (log/key_index.h) from every stored message, when
+  // Env::key_index_created() says an older build left it unfilled; then
+  // clears that mark. Call after Load, before the writer starts. Commits
+  // in steps, growing the map as needed; a crash has the next open start
+  // again. Errors: LMDB failures.
+  absl::Status BuildKeyIndex();
+
   std::shared_ptr<Topic> Find(std::string_view name) const;
   std::shared_ptr<Topic> FindByQueueNumber(uint32_t number) const;
   // Sorted by name.

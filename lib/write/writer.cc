@@ -223,7 +223,7 @@ void Writer::ApplyGroup(std::vector<WriteRequest*> requests, bool may_linger) {
     // One time for all attempts: a batch re-applied after the map grew
     // assigns the same ids, so early acknowledgements stay true.
     if (!now_ms.has_value()) now_ms = absl::ToUnixMillis(clock_->Now());
-    WriteContext ctx(txn, *now_ms);
+    WriteContext ctx(txn, *now_ms, env_->key_index_table());
     for (size_t i = 0; i < requests.size() && !ctx.failed(); ++i) {
       results[i] = requests[i]->Apply(ctx);
     }

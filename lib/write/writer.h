@@ -64,9 +64,12 @@ namespace txmq {
 // What a request sees while it is applied. Thread: writer only.
 class WriteContext {
  public:
-  WriteContext(MDB_txn* txn, int64_t now_ms) : txn_(txn), now_ms_(now_ms) {}
+  WriteContext(MDB_txn* txn, int64_t now_ms, MDB_dbi key_index)
+      : txn_(txn), now_ms_(now_ms), key_index_(key_index) {}
 
   MDB_txn* txn() const { return txn_; }
+  // The key index table (log/key_index.h), which appends write to.
+  MDB_dbi key_index() const { return key_index_; }
   // The broker's clock for this batch, Unix milliseconds.
   int64_t now_ms() const { return now_ms_; }
 
@@ -99,6 +102,7 @@ class WriteContext {
   friend class Writer;
   MDB_txn* txn_;
   int64_t now_ms_;
+  MDB_dbi key_index_;
   int rc_ = MDB_SUCCESS;
   absl::Status status_;
   std::vector<QueueState*> touched_;
