@@ -6,8 +6,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "txmq/inspector.h"
 
 namespace txmq::testing {
 
@@ -52,6 +53,18 @@ inline std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// `txmq verify` of `dir`: every table agrees with every other
+// (Inspector::Verify). No Broker of this process may have `dir` open.
+inline void ExpectDirectoryVerifies(const std::string& dir,
+                                    const std::string& context) {
+  auto inspector = Inspector::Open(dir);
+  ASSERT_TRUE(inspector.ok()) << context << ": " << inspector.status();
+  auto report = (*inspector)->Verify();
+  ASSERT_TRUE(report.ok()) << context << ": " << report.status();
+  EXPECT_TRUE(report->ok()) << context << ": " << report->problems.size()
+                            << " problems, the first: " << report->problems[0];
 }
 
 inline bool Eventually(const std::function<bool()>& done) {

@@ -150,9 +150,11 @@ class Inspector {
       std::string_view topic, uint32_t queue, uint64_t offset,
       size_t count) = 0;
   // The messages of `topic` whose key is `key`, oldest first (by store
-  // time), at most `limit`. Reads every message of the topic: its cost is
-  // that of a scan. `progress` (optional) is called now and then with
-  // (messages read, messages in the topic). Errors: NOT_FOUND (topic).
+  // time), at most `limit`. Reads the key index (docs/format.md): a few
+  // B-tree probes per message found. Without a usable index (an empty key,
+  // or a directory an older build wrote that no Broker has opened since)
+  // it reads every message of the topic. `progress` (optional) is called
+  // now and then with (work done, work in all). Errors: NOT_FOUND (topic).
   virtual absl::StatusOr<std::vector<StoredMessage>> FindByKey(
       std::string_view topic, std::string_view key, size_t limit,
       const std::function<void(uint64_t, uint64_t)>& progress = {}) = 0;

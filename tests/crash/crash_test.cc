@@ -23,6 +23,7 @@ namespace txmq {
 namespace {
 
 using ::txmq::testing::ChildProcess;
+using ::txmq::testing::ExpectDirectoryVerifies;
 using ::txmq::testing::TempDir;
 
 struct Acked {
@@ -76,6 +77,8 @@ void KillWhileSending(const std::string& mode, int kills) {
     }
     const std::map<std::string, Acked> acked = ReadSideFile(side);
     total_acked = acked.size();
+    // As the kill left it, before any recovery: every table agrees.
+    ExpectDirectoryVerifies(dir, "round " + std::to_string(round));
 
     auto broker = Broker::Open(dir);
     ASSERT_TRUE(broker.ok()) << "round " << round << ": " << broker.status();
@@ -151,6 +154,7 @@ TEST(CrashTest, UnacknowledgedMessagesAreDeliveredAfterKill9) {
       ++kills;
     }
     const std::set<std::string> acked = ReadIds(side);
+    ExpectDirectoryVerifies(dir, "round " + std::to_string(round));
     // What the group gets now (not acknowledged: the next round resumes).
     auto broker = Broker::Open(dir);
     ASSERT_TRUE(broker.ok()) << broker.status();

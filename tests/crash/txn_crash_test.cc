@@ -25,6 +25,7 @@
 namespace txmq {
 namespace {
 
+using ::txmq::testing::ExpectDirectoryVerifies;
 using ::txmq::testing::TempDir;
 
 std::string TxnChild() {
@@ -103,6 +104,8 @@ class OrderChecker final : public TransactionChecker {
 // and compares the topic with the local database.
 void ExpectTopicEqualsLocalDatabase(const std::string& dir,
                                     const std::string& db, int round) {
+  // As the kill left it, before any recovery: every table agrees.
+  ExpectDirectoryVerifies(dir, "round " + std::to_string(round));
   auto broker = Broker::Open(dir);
   ASSERT_TRUE(broker.ok()) << broker.status();
   TXMQ_ASSERT_OK((*broker)->RegisterChecker(
