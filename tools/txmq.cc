@@ -47,6 +47,13 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// Keys, tags and properties may hold any bytes; JSON strings are UTF-8.
+// Bytes that are not valid UTF-8 print as U+FFFD (bodies are exact: see
+// PutBody).
+std::string Dump(const Json& doc, int indent) {
+  return doc.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 // A failure: the one line printed on stderr, and the exit code.
 struct CommandError {
   std::string message;
@@ -120,7 +127,7 @@ struct Context {
   }
 
   void PrintJson(const Json& doc) const {
-    std::printf("%s\n", doc.dump(2).c_str());
+    std::printf("%s\n", Dump(doc, 2).c_str());
   }
 };
 
@@ -588,7 +595,7 @@ void MsgTail(const Context& ctx, const std::string& topic, size_t count,
   auto print = [&](const std::vector<StoredMessage>& ms) {
     if (ctx.json) {
       for (const auto& m : ms) {
-        std::printf("%s\n", MessageJson(m).dump().c_str());
+        std::printf("%s\n", Dump(MessageJson(m), -1).c_str());
       }
     } else {
       Table t = MessageTable();

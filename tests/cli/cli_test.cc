@@ -203,6 +203,24 @@ TEST_F(CliTest, DelayedSendIsStoredForLater) {
   EXPECT_EQ((*inspector)->Stat()->delayed_messages, 1u);
 }
 
+TEST_F(CliTest, KeysTagsAndPropertiesThatAreNotUtf8) {
+  MakeDirectory();
+  const CliResult sent = Run({"send", "orders", "--key", "k\xff", "--tag",
+                              "\xc3", "--prop", "p=\xfe", "--json", "-"},
+                             std::string("\0\xff", 2));
+  ASSERT_EQ(sent.exit_code, 0) << sent.err;
+  const std::string id = nlohmann::json::parse(sent.out)["id"];
+  const CliResult human = Run({"msg", "get", id});
+  EXPECT_EQ(human.exit_code, 0) << human.err;
+  EXPECT_THAT(human.out, HasSubstr("k\\xff"));  // escaped
+  const CliResult json = Run({"msg", "get", id, "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = nlohmann::json::parse(json.out);
+  EXPECT_EQ(doc["key"], "k\xef\xbf\xbd");  // U+FFFD
+  EXPECT_EQ(doc["body_encoding"], "base64");
+  EXPECT_EQ(doc["body"], "AP8=");
+}
+
 TEST_F(CliTest, VerifyReportsDamage) {
   MakeDirectory();
   // Behind txmq's back: a check-back timer row without its transaction,
