@@ -119,9 +119,17 @@ struct Context {
     RequireData();
     std::error_code ec;
     const bool fresh = !std::filesystem::exists(data + "/data.mdb", ec);
-    if (!may_create || !fresh) Inspect();  // the checks, with their errors
     Options options;
     options.create_if_missing = may_create;
+    if (!may_create || !fresh) {
+      // The checks, with their errors; and room for every queue table the
+      // directory has (its owner may allow more than the default).
+      auto inspector = Inspect();
+      CLI_TRY(std::vector<TopicInfo> topics, inspector->ListTopics(true));
+      uint32_t queues = 0;
+      for (const TopicInfo& t : topics) queues += t.queue_count;
+      options.max_queues = std::max(options.max_queues, queues + 64);
+    }
     CLI_TRY(std::unique_ptr<Broker> broker, Broker::Open(data, options));
     return broker;
   }

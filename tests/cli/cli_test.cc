@@ -192,6 +192,19 @@ TEST_F(CliTest, TopicCreateInitialisesAnEmptyDirectory) {
   EXPECT_EQ((*inspector)->ListTopics()->size(), 1u);
 }
 
+TEST_F(CliTest, WritesToADirectoryWithMoreQueuesThanTheDefault) {
+  {
+    Options options;
+    options.max_queues = 1500;
+    auto broker = Broker::Open(tmp_.path(), options);
+    TXMQ_ASSERT_OK(broker);
+    TXMQ_ASSERT_OK((*broker)->CreateTopic("wide", {.queues = 1024}));
+    TXMQ_ASSERT_OK((*broker)->CreateTopic("wider", {.queues = 200}));
+  }
+  const CliResult r = Run({"send", "wider", "x"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST_F(CliTest, DelayedSendIsStoredForLater) {
   MakeDirectory();
   const CliResult r = Run({"send", "orders", "--delay", "1h", "--json", "x"});
