@@ -14,8 +14,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -71,6 +73,7 @@ struct CommandError {
 #define CLI_CONCAT(a, b) CLI_CONCAT_INNER(a, b)
 
 CommandError Fail(const absl::Status& status) {
+  if (absl::IsCancelled(status)) return CommandError{"interrupted", 130};
   std::string text(status.message());
   if (absl::IsFailedPrecondition(status) &&
       text.find("open by another process") != std::string::npos) {
@@ -83,6 +86,45 @@ CommandError Fail(const absl::Status& status) {
 
 void Check(const absl::Status& status) {
   if (!status.ok()) throw Fail(status);
+}
+
+// ---------------------------------------------------------------- signals
+
+std::atomic<bool> interrupted{false};
+
+void OnSignal(int) { interrupted.store(true); }
+
+// While alive, SIGINT and SIGTERM set `interrupted` instead of ending the
+// process: long commands then stop at their next step and let go of what
+// they hold (a read snapshot pins the owner's pages; see Inspector).
+class CancelOnSignal {
+ public:
+  CancelOnSignal() {
+    old_int_ = ::signal(SIGINT, OnSignal);
+    old_term_ = ::signal(SIGTERM, OnSignal);
+  }
+  ~CancelOnSignal() {
+    ::signal(SIGINT, old_int_);
+    ::signal(SIGTERM, old_term_);
+  }
+  CancelOnSignal(const CancelOnSignal&) = delete;
+  CancelOnSignal& operator=(const CancelOnSignal&) = delete;
+
+ private:
+  sighandler_t old_int_;
+  sighandler_t old_term_;
+};
+
+CommandError Interrupted() { return CommandError{"interrupted", 130}; }
+
+// Everything printed so far reached stdout (or its pipe closed: EPIPE,
+// with SIGPIPE ignored). Throws otherwise, so that nothing is acknowledged
+// that was not shown.
+void CheckStdout() {
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+  if (errno == EPIPE) throw CommandError{"", 141};  // a reader went away
+  throw CommandError{
+      absl::StrFormat("cannot write to stdout: %s", std::strerror(errno))};
 }
 
 // Everything the commands share.
@@ -128,7 +170,8 @@ struct Context {
       CLI_TRY(std::vector<TopicInfo> topics, inspector->ListTopics(true));
       uint32_t queues = 0;
       for (const TopicInfo& t : topics) queues += t.queue_count;
-      options.max_queues = std::max(options.max_queues, queues + 64);
+      options.max_queues =
+          std::clamp(queues + 64, options.max_queues, uint32_t{32768});
     }
     CLI_TRY(std::unique_ptr<Broker> broker, Broker::Open(data, options));
     return broker;
@@ -225,6 +268,48 @@ void PrintMessages(const Context& ctx, const std::vector<StoredMessage>& ms) {
   t.Print(stdout);
   if (ms.empty()) std::printf("(no messages)\n");
 }
+
+// Messages printed as they come, in the layout PrintMessages gives all of
+// them at once: one table per part (human), or one {"messages": [...]}
+// document written element by element (JSON).
+class MessageStream {
+ public:
+  explicit MessageStream(const Context& ctx) : ctx_(ctx) {}
+
+  void Write(const std::vector<StoredMessage>& ms) {
+    for (const StoredMessage& m : ms) {
+      if (ctx_.json) {
+        // Indented as an element of the array, as dump(2) of the whole
+        // document would.
+        std::string element = "    ";
+        for (char c : Dump(MessageJson(m), 2)) {
+          element += c;
+          if (c == '\n') element += "    ";
+        }
+        std::printf("%s%s", count_ == 0 ? "{\n  \"messages\": [\n" : ",\n",
+                    element.c_str());
+      }
+      ++count_;
+    }
+    if (!ctx_.json && !ms.empty()) {
+      Table t = MessageTable();
+      for (const auto& m : ms) AddMessageRow(t, m);
+      t.Print(stdout);
+    }
+  }
+
+  void Finish() {
+    if (ctx_.json) {
+      std::printf(count_ == 0 ? "{\n  \"messages\": []\n}\n" : "\n  ]\n}\n");
+    } else if (count_ == 0) {
+      std::printf("(no messages)\n");
+    }
+  }
+
+ private:
+  const Context& ctx_;
+  size_t count_ = 0;
+};
 
 void SortById(std::vector<StoredMessage>& ms) {
   std::sort(ms.begin(), ms.end(),
@@ -537,10 +622,12 @@ void MsgGet(const Context& ctx, const std::string& text) {
 void MsgFind(const Context& ctx, const std::string& topic,
              const std::string& key, size_t limit) {
   auto in = ctx.Inspect();
+  CancelOnSignal cancel;
   Progress progress("find");
   CLI_TRY(std::vector<StoredMessage> found,
           in->FindByKey(topic, key, limit, [&](uint64_t done, uint64_t total) {
             progress.Update(done, total);
+            return !interrupted.load();
           }));
   PrintMessages(ctx, found);
 }
@@ -572,10 +659,6 @@ void MsgPeek(const Context& ctx, const std::string& topic,
   PrintMessages(ctx, out);
 }
 
-std::atomic<bool> interrupted{false};
-
-void OnSignal(int) { interrupted.store(true); }
-
 // The last `count` messages, then (follow) every new one until SIGINT or
 // SIGTERM. Following prints one JSON document per line with --json.
 void MsgTail(const Context& ctx, const std::string& topic, size_t count,
@@ -598,8 +681,10 @@ void MsgTail(const Context& ctx, const std::string& topic, size_t count,
     PrintMessages(ctx, last);
     return;
   }
-  ::signal(SIGINT, OnSignal);
-  ::signal(SIGTERM, OnSignal);
+  CancelOnSignal cancel;
+  // The topic followed: a deletion (and a new topic of the same name) ends
+  // the command rather than mixing two topics' offsets.
+  const absl::Time created = usage.info.create_time;
   auto print = [&](const std::vector<StoredMessage>& ms) {
     if (ctx.json) {
       for (const auto& m : ms) {
@@ -610,14 +695,21 @@ void MsgTail(const Context& ctx, const std::string& topic, size_t count,
       for (const auto& m : ms) AddMessageRow(t, m);
       t.Print(stdout);
     }
-    std::fflush(stdout);
+    CheckStdout();
   };
   print(last);
   constexpr size_t kChunk = 1000;
   while (!interrupted.load()) {
-    CLI_TRY(TopicUsage now, in->DescribeTopic(topic));
+    absl::StatusOr<TopicUsage> now = in->DescribeTopic(topic);
+    if (absl::IsNotFound(now.status()) ||
+        (now.ok() && (now->info.create_time != created ||
+                      now->info.queue_count != seen.size()))) {
+      throw CommandError{
+          absl::StrFormat("topic %s was deleted while following it", topic)};
+    }
+    if (!now.ok()) throw Fail(now.status());
     std::vector<StoredMessage> fresh;
-    for (const QueueInfo& q : now.info.queues) {
+    for (const QueueInfo& q : now->info.queues) {
       while (seen[q.queue] < q.end_offset && fresh.size() < 16 * kChunk) {
         CLI_TRY(std::vector<StoredMessage> part,
                 in->Read(topic, q.queue, seen[q.queue], kChunk));
@@ -809,12 +901,16 @@ void Consume(const Context& ctx, const std::string& topic,
       from == "latest" ? StartFrom::kLatest : StartFrom::kEarliest;
   CLI_TRY(std::unique_ptr<Consumer> consumer,
           broker->CreateConsumer(group, topic, options));
-  std::vector<StoredMessage> out;
-  while (out.size() < max) {
+  // Each batch is printed, and reaches stdout, before it is acknowledged:
+  // a message that could not be shown is delivered again.
+  MessageStream stream(ctx);
+  size_t received = 0;
+  while (received < max) {
     CLI_TRY(ReceivedBatch batch,
-            consumer->Receive(std::min<size_t>(max - out.size(), 256),
-                              out.empty() ? wait : absl::ZeroDuration()));
+            consumer->Receive(std::min<size_t>(max - received, 256),
+                              received == 0 ? wait : absl::ZeroDuration()));
     if (batch.empty()) break;
+    std::vector<StoredMessage> out;
     for (const MessageView& v : batch) {
       StoredMessage m{.id = v.id(),
                       .topic = std::string(v.topic()),
@@ -832,10 +928,13 @@ void Consume(const Context& ctx, const std::string& topic,
       }
       out.push_back(std::move(m));
     }
+    received += out.size();
+    stream.Write(out);
+    CheckStdout();
     Check(consumer->Ack(batch));
   }
   Check(consumer->Flush());
-  PrintMessages(ctx, out);
+  stream.Finish();
 }
 
 // ---------------------------------------------------------------- dlq
@@ -885,38 +984,61 @@ void DlqRedrive(const Context& ctx, const std::string& group, size_t max) {
   total = std::min<uint64_t>(total, max);
   auto broker = ctx.Write();
   RedriveResult sum;
-  Progress progress("redrive");
-  constexpr size_t kChunk = 1000;
-  while (sum.redriven + sum.dropped < max) {
-    const size_t n = std::min<size_t>(kChunk, max - sum.redriven - sum.dropped);
-    CLI_TRY(RedriveResult r, broker->RedriveDeadLetters(group, n));
-    sum.redriven += r.redriven;
-    sum.dropped += r.dropped;
-    progress.Update(sum.redriven + sum.dropped, total);
-    if (r.redriven + r.dropped < n) break;
+  CancelOnSignal cancel;
+  absl::Status failed;
+  {
+    Progress progress("redrive");
+    constexpr size_t kChunk = 1000;
+    while (sum.redriven + sum.dropped < max && !interrupted.load()) {
+      const size_t n =
+          std::min<size_t>(kChunk, max - sum.redriven - sum.dropped);
+      absl::StatusOr<RedriveResult> r = broker->RedriveDeadLetters(group, n);
+      if (!r.ok()) {
+        failed = r.status();
+        break;
+      }
+      sum.redriven += r->redriven;
+      sum.dropped += r->dropped;
+      progress.Update(sum.redriven + sum.dropped, total);
+      if (r->redriven + r->dropped < n) break;
+    }
   }
+  // Each step commits: what was done is reported even when a later step
+  // failed or was interrupted.
+  if (!failed.ok() && sum.redriven + sum.dropped == 0) throw Fail(failed);
   if (ctx.json) {
     ctx.PrintJson(Json{{"group", group},
                        {"redriven", sum.redriven},
                        {"dropped", sum.dropped}});
-    return;
+  } else {
+    std::printf("gave %s back to group %s",
+                Count(sum.redriven, "dead letter").c_str(), group.c_str());
+    if (sum.dropped > 0) {
+      std::printf("; dropped %s whose topic was deleted",
+                  Count(sum.dropped, "dead letter").c_str());
+    }
+    std::printf("\n");
   }
-  std::printf("gave %s back to group %s",
-              Count(sum.redriven, "dead letter").c_str(), group.c_str());
-  if (sum.dropped > 0) {
-    std::printf("; dropped %s whose topic was deleted",
-                Count(sum.dropped, "dead letter").c_str());
+  if (!failed.ok()) {
+    CheckStdout();
+    throw CommandError{
+        absl::StrFormat("stopped after those: %s", Fail(failed).message)};
   }
-  std::printf("\n");
+  if (interrupted.load()) {
+    CheckStdout();
+    throw Interrupted();
+  }
 }
 
 // ---------------------------------------------------------------- verify
 
 int Verify(const Context& ctx) {
   auto in = ctx.Inspect();
+  CancelOnSignal cancel;
   Progress progress("verify");
   CLI_TRY(VerifyReport report, in->Verify([&](uint64_t done, uint64_t total) {
     progress.Update(done, total);
+    return !interrupted.load();
   }));
   if (ctx.json) {
     ctx.PrintJson(Json{{"ok", report.ok()},
@@ -947,6 +1069,9 @@ int Verify(const Context& ctx) {
 // ---------------------------------------------------------------- main
 
 int Main(int argc, char** argv) {
+  // A closed pipe is an error CheckStdout reports, not a silent death
+  // between printing a batch and acknowledging it.
+  ::signal(SIGPIPE, SIG_IGN);
   Context ctx;
   CLI::App app(
       "Inspect and operate a txmq data directory, live (while the process "
@@ -1074,8 +1199,8 @@ int Main(int argc, char** argv) {
   get->callback(set([&] { MsgGet(ctx, id_text); }));
   CLI::App* find = msg->add_subcommand(
       "find",
-      "the messages of a topic with a key, oldest first (scans the "
-      "topic)");
+      "the messages of a topic with a key, oldest first (through the "
+      "key index)");
   find->add_option("TOPIC", name, "the topic")->required();
   find->add_option("--key", key, "the message key")->required();
   find->add_option("--limit", limit, "list at most this many")
@@ -1278,10 +1403,15 @@ int Main(int argc, char** argv) {
     return e.exit_code;
   }
   try {
-    return run ? run() : 2;
+    if (!run) return 2;
+    const int code = run();
+    CheckStdout();  // a failed write of the output is a failure
+    return code;
   } catch (const CommandError& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "txmq: error: %s\n", e.message.c_str());
+    if (!e.message.empty()) {
+      std::fprintf(stderr, "txmq: error: %s\n", e.message.c_str());
+    }
     return e.exit_code;
   }
 }

@@ -248,6 +248,9 @@ struct BrokerStats {
   size_t used_bytes = 0;          // high-water mark of pages in the data file
   uint64_t commits = 0;           // write transactions committed since Open
   uint64_t map_growths = 0;
+  // Reader slots of dead processes freed (checked at open and every
+  // Options::retention_check_interval).
+  uint64_t stale_readers_cleared = 0;
   // Messages handed to consumers in place (zero-copy) and, for records
   // that were not 8-byte aligned in the map, through a copy. The layout in
   // docs/format.md keeps the second at 0.

@@ -20,9 +20,11 @@
 //   absl::StatusOr<txmq::DirectoryStats> stats = (*in)->Stat();
 //
 // Thread rules: one thread at a time per Inspector (use one per thread).
-// Do not open an Inspector on a directory that a Broker of the same
-// process has open (LMDB allows one environment per file per process):
-// Open refuses it with FAILED_PRECONDITION; use that Broker's calls.
+// One process opens a directory once (LMDB allows one environment per file
+// per process): Inspector::Open refuses a directory that a Broker or
+// another Inspector of this process has open, and Broker::Open one that an
+// Inspector of this process has open (FAILED_PRECONDITION). Use the
+// Broker's calls, or share the Inspector.
 
 #ifndef TXMQ_INSPECTOR_H_
 #define TXMQ_INSPECTOR_H_
@@ -116,6 +118,11 @@ struct VerifyReport {
 
 class Inspector {
  public:
+  // Called now and then by long calls with (work done, work in all);
+  // returning false stops the call, which then fails with CANCELLED (and
+  // lets go of its snapshot at once).
+  using Progress = std::function<bool(uint64_t done, uint64_t total)>;
+
   // Opens `dir` for reading.
   // Errors:
   //   NOT_FOUND            `dir` does not exist.
@@ -153,11 +160,11 @@ class Inspector {
   // time), at most `limit`. Reads the key index (docs/format.md): a few
   // B-tree probes per message found. Without a usable index (an empty key,
   // or a directory an older build wrote that no Broker has opened since)
-  // it reads every message of the topic. `progress` (optional) is called
-  // now and then with (work done, work in all). Errors: NOT_FOUND (topic).
+  // it reads every message of the topic. Errors: NOT_FOUND (topic),
+  // CANCELLED (`progress` returned false).
   virtual absl::StatusOr<std::vector<StoredMessage>> FindByKey(
       std::string_view topic, std::string_view key, size_t limit,
-      const std::function<void(uint64_t, uint64_t)>& progress = {}) = 0;
+      const Progress& progress = {}) = 0;
 
   // As Broker::ListTransactions.
   virtual absl::StatusOr<std::vector<HalfMessageInfo>> ListTransactions(
@@ -179,12 +186,11 @@ class Inspector {
   // left without a topic; consumer offsets name existing topics and lie
   // within their queues; every pending transaction, delayed message and
   // outcome has exactly the timer rows the format requires, and every
-  // timer row has its target (docs/format.md). `progress` (optional) is
-  // called now and then with (rows checked, rows in all tables). Errors
-  // only when the directory cannot be read; what is wrong with it is in
-  // the report.
+  // timer row has its target (docs/format.md). `progress` counts rows.
+  // Errors only when the directory cannot be read, or CANCELLED; what is
+  // wrong with the directory is in the report.
   virtual absl::StatusOr<VerifyReport> Verify(
-      const std::function<void(uint64_t, uint64_t)>& progress = {}) = 0;
+      const Progress& progress = {}) = 0;
 
   virtual const std::string& dir() const = 0;
 };

@@ -191,6 +191,11 @@ std::vector<Timer> DispatchDue(BrokerCore* core, std::vector<Timer> due) {
     } else if (t.target.kind == kTimerDelivery) {
       deliveries.push_back(t);
     } else if (t.target.kind == kTimerRetentionSweep) {
+      // Also, on the same beat: free the reader slots of processes that
+      // died inside a read transaction (a txmq CLI killed mid-verify), which
+      // would otherwise pin pages and count against max_readers until the
+      // next open.
+      core->env->ClearStaleReaders();
       core->retention->OnDue();
     }
   }
@@ -566,6 +571,7 @@ class BrokerImpl final : public Broker {
     stats.redeliveries = core_.redelivery->redeliveries();
     stats.dead_lettered = core_.redelivery->dead_lettered();
     stats.expired_messages = core_.retention->expired();
+    stats.stale_readers_cleared = core_.env->stale_readers_cleared();
     return stats;
   }
 

@@ -198,9 +198,12 @@ absl::Status NoSuchTopic(std::string_view name) {
 
 class InspectorImpl final : public Inspector {
  public:
-  explicit InspectorImpl(std::string dir) : dir_(std::move(dir)) {}
+  // Takes over the registration of (dev, ino) (Env::Register).
+  InspectorImpl(std::string dir, uint64_t dev, uint64_t ino)
+      : dir_(std::move(dir)), dev_(dev), ino_(ino) {}
   ~InspectorImpl() override {
     if (env_ != nullptr) mdb_env_close(env_);
+    Env::Unregister(dev_, ino_);
   }
 
   // Opens the environment with room for `tables` named tables.
@@ -212,6 +215,7 @@ class InspectorImpl final : public Inspector {
       return LmdbStatus(rc, "cannot create an LMDB environment");
     }
     mdb_env_set_maxdbs(env_, tables);
+    max_tables_ = tables;
     // The owner's reader limit is in lock.mdb; this only sizes our side.
     mdb_env_set_maxreaders(env_, 4096);
     const int rc = mdb_env_open(env_, dir_.c_str(),
@@ -298,8 +302,8 @@ class InspectorImpl final : public Inspector {
       TXMQ_RETURN_IF_ERROR(
           ForEach(txn.get(), half, [&](std::string_view, std::string_view v) {
             absl::StatusOr<HalfRow> row = DecodeHalf(v);
-            if (!row.ok()) return row.status();
-            ++s.pending_transactions;
+            ++s.pending_transactions;  // (a damaged row too: verify says)
+            if (!row.ok()) return absl::OkStatus();
             if (row->state.exhausted) ++s.exhausted_transactions;
             return absl::OkStatus();
           }));
@@ -404,7 +408,7 @@ class InspectorImpl final : public Inspector {
 
   absl::StatusOr<std::vector<StoredMessage>> FindByKey(
       std::string_view topic, std::string_view key, size_t limit,
-      const std::function<void(uint64_t, uint64_t)>& progress) override {
+      const Inspector::Progress& progress) override {
     TXMQ_ASSIGN_OR_RETURN(ReadTxn txn, Begin());
     TXMQ_ASSIGN_OR_RETURN(SnapTopic t, LoadTopic(txn.get(), topic));
     uint64_t total = 0, done = 0;
@@ -454,7 +458,9 @@ class InspectorImpl final : public Inspector {
         if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
           return Failed(rc, "cannot read");
         }
-        if (progress) progress(q + 1, t.topic->queue_count());
+        if (progress && !progress(q + 1, t.topic->queue_count())) {
+          return absl::CancelledError("the search was stopped");
+        }
       }
       std::sort(out.begin(), out.end(),
                 [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -466,7 +472,10 @@ class InspectorImpl final : public Inspector {
     for (uint32_t q = 0; q < t.topic->queue_count(); ++q) {
       TXMQ_RETURN_IF_ERROR(
           ScanQueue(txn.get(), t.dbis[q], 0, [&](uint64_t, std::string_view v) {
-            if (progress && (++done & 0xffff) == 0) progress(done, total);
+            if (progress && (++done & 0xffff) == 0 && !progress(done, total)) {
+              scan_error_ = absl::CancelledError("the search was stopped");
+              return false;
+            }
             absl::StatusOr<std::string> k = KeyOf(v);
             if (!k.ok()) {
               scan_error_ = k.status();
@@ -500,7 +509,7 @@ class InspectorImpl final : public Inspector {
         ForEach(txn.get(), half, [&](std::string_view k, std::string_view v) {
           if (out.size() >= limit) return absl::CancelledError();
           absl::StatusOr<HalfMessageInfo> info = DecodeHalfInfo(k, v);
-          if (!info.ok()) return info.status();
+          if (!info.ok()) return absl::OkStatus();  // verify reports it
           if (!group.empty() && info->group != group) return absl::OkStatus();
           if (exhausted_only && !info->exhausted) return absl::OkStatus();
           out.push_back(*std::move(info));
@@ -545,7 +554,7 @@ class InspectorImpl final : public Inspector {
   }
 
   absl::StatusOr<VerifyReport> Verify(
-      const std::function<void(uint64_t, uint64_t)>& progress) override;
+      const Inspector::Progress& progress) override;
 
   const std::string& dir() const override { return dir_; }
 
@@ -560,12 +569,35 @@ class InspectorImpl final : public Inspector {
         absl::StrFormat("'%s' is not a txmq data directory (%s)", dir_, why));
   }
 
-  // Begins a read transaction, adopting a map the owner grew.
+  // Begins a read transaction, adopting a map the owner grew, and room for
+  // the tables the owner created (handles are never closed and queue
+  // numbers never reused, so a long-lived Inspector needs more in time).
   absl::StatusOr<ReadTxn> Begin() {
     for (int attempt = 0;; ++attempt) {
       MDB_txn* txn = nullptr;
       const int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
-      if (rc == MDB_SUCCESS) return ReadTxn(txn);
+      if (rc == MDB_SUCCESS) {
+        MDB_dbi main;
+        MDB_stat st;
+        if (attempt < 8 &&
+            mdb_dbi_open(txn, nullptr, 0, &main) == MDB_SUCCESS &&
+            mdb_stat(txn, main, &st) == MDB_SUCCESS &&
+            st.ms_entries + kSpareTables / 2 > max_tables_) {
+          mdb_txn_abort(txn);
+          TXMQ_RETURN_IF_ERROR(
+              OpenEnv(static_cast<unsigned>(st.ms_entries) + kSpareTables));
+          continue;
+        }
+        // A new environment has no handles yet: open meta's again (kept
+        // by the commit that ends this transaction).
+        // (No meta table: CheckFormat says what that means.)
+        if (int r = mdb_dbi_open(txn, "meta", 0, &meta_);
+            r != MDB_SUCCESS && r != MDB_NOTFOUND) {
+          mdb_txn_abort(txn);
+          return Failed(r, "cannot read");
+        }
+        return ReadTxn(txn);
+      }
       if (rc == MDB_MAP_RESIZED && attempt < 8) {
         if (int r = mdb_env_set_mapsize(env_, 0); r != MDB_SUCCESS) {
           return Failed(r, "cannot map");
@@ -798,7 +830,10 @@ class InspectorImpl final : public Inspector {
   }
 
   const std::string dir_;
+  const uint64_t dev_;
+  const uint64_t ino_;
   MDB_env* env_ = nullptr;
+  unsigned max_tables_ = 0;  // the environment's maxdbs
   MDB_dbi meta_ = 0;
   uint32_t format_version_ = 0;
   absl::Status scan_error_;
@@ -807,7 +842,7 @@ class InspectorImpl final : public Inspector {
 }  // namespace
 
 absl::StatusOr<VerifyReport> InspectorImpl::Verify(
-    const std::function<void(uint64_t, uint64_t)>& progress) {
+    const Inspector::Progress& progress) {
   TXMQ_ASSIGN_OR_RETURN(ReadTxn txn_holder, Begin());
   MDB_txn* const txn = txn_holder.get();
   VerifyReport r;
@@ -820,9 +855,15 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     }
   };
   uint64_t total = 0;
+  // Counts a row; false when `progress` asked to stop.
+  bool stop = false;
   auto tick = [&] {
-    if ((++r.records & 0xfff) == 0 && progress) progress(r.records, total);
+    if ((++r.records & 0xfff) == 0 && progress && !progress(r.records, total)) {
+      stop = true;
+    }
+    return !stop;
   };
+  const absl::Status cancelled = absl::CancelledError("verify was stopped");
 
   // Every named table, with its row count (the progress total).
   std::vector<std::string> tables;
@@ -851,7 +892,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
   std::set<uint32_t> dropped;
   TXMQ_RETURN_IF_ERROR(
       ForEach(txn, meta_, [&](std::string_view k, std::string_view v) {
-        tick();
+        if (!tick()) return cancelled;
         if (k == "magic" || k == "format_version" || k == "key_index_pending") {
           return absl::OkStatus();
         }
@@ -920,7 +961,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
       uint64_t expect = snap->first[q];
       absl::Status s = ScanQueue(
           txn, snap->dbis[q], 0, [&](uint64_t offset, std::string_view v) {
-            tick();
+            if (!tick()) return false;
             const std::string where = absl::StrFormat(
                 "topic '%s' queue %d offset %d", topic->name(), q, offset);
             if (offset != expect) {
@@ -954,6 +995,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
             }
             return true;
           });
+      if (stop) return cancelled;
       if (!s.ok())
         problem(absl::StrFormat("topic '%s' queue %d: %s", topic->name(), q,
                                 s.message()));
@@ -984,7 +1026,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
       ++r.tables;
       TXMQ_RETURN_IF_ERROR(
           ForEach(txn, dbi, [&](std::string_view, std::string_view) {
-            tick();
+            if (!tick()) return cancelled;
             return absl::OkStatus();
           }));
       continue;
@@ -1003,7 +1045,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     }
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, index, [&](std::string_view k, std::string_view) {
-          tick();
+          if (!tick()) return cancelled;
           KeyIndexEntry e;
           if (!ParseKeyIndexRow(k, &e)) {
             problem(absl::StrFormat("key_index: malformed row %s",
@@ -1044,7 +1086,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     std::map<std::string, uint64_t> committed;  // group\0topic\0queue
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, cursor_table, [&](std::string_view k, std::string_view v) {
-          tick();
+          if (!tick()) return cancelled;
           CursorRowKey row;
           if (!ParseCursorKey(k, &row)) {
             problem(absl::StrFormat("cursor: malformed key '%s'",
@@ -1109,7 +1151,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     ++r.tables;
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, half, [&](std::string_view k, std::string_view v) {
-          tick();
+          if (!tick()) return cancelled;
           absl::StatusOr<HalfMessageInfo> info = DecodeHalfInfo(k, v);
           if (!info.ok()) {
             problem(absl::StrFormat("half: %s: %s",
@@ -1117,10 +1159,8 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
                                     info.status().message()));
             return absl::OkStatus();
           }
-          if (!snaps.contains(info->topic)) {
-            problem(absl::StrFormat("half: %s: topic '%s' does not exist",
-                                    info->id.ToString(), info->topic));
-          }
+          // (Its topic may be gone: deleting a topic leaves its pending
+          // transactions to be rolled back or held, which is legal.)
           halves[std::string(k)] =
               HalfSeen{info->exhausted, absl::ToUnixMillis(info->next_check)};
           return absl::OkStatus();
@@ -1131,7 +1171,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     ++r.tables;
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, outcome, [&](std::string_view k, std::string_view v) {
-          tick();
+          if (!tick()) return cancelled;
           if (k.size() != TransactionId::kSize || !DecodeTxnOutcome(v).ok()) {
             problem(absl::StrFormat("txn_outcome: %s does not decode",
                                     absl::BytesToHexString(ToAbsl(k))));
@@ -1151,7 +1191,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     ++r.tables;
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, delay, [&](std::string_view k, std::string_view v) {
-          tick();
+          if (!tick()) return cancelled;
           if (k.size() != 16) {
             problem(absl::StrFormat("delay: malformed key %s",
                                     absl::BytesToHexString(ToAbsl(k))));
@@ -1173,7 +1213,7 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     ++r.tables;
     TXMQ_RETURN_IF_ERROR(
         ForEach(txn, timer, [&](std::string_view k, std::string_view) {
-          tick();
+          if (!tick()) return cancelled;
           std::optional<TimerRow> row = DecodeTimerKey(k);
           if (!row.has_value()) {
             problem(absl::StrFormat("timer: malformed key %s",
@@ -1265,18 +1305,19 @@ absl::StatusOr<std::unique_ptr<Inspector>> Inspector::Open(
     return absl::FailedPreconditionError(
         absl::StrFormat("'%s' is not a directory", dir));
   }
-  if (Env::IsOpenInProcess(st.st_dev, st.st_ino)) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "data directory '%s' is open by a Broker in this process; use that "
-        "Broker's calls (LMDB allows one environment per file per process)",
-        dir));
-  }
   std::error_code ec;
   if (!std::filesystem::exists(dir + "/data.mdb", ec)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "'%s' is not a txmq data directory (it has no data.mdb)", dir));
   }
-  auto inspector = std::make_unique<InspectorImpl>(dir);
+  if (!Env::Register(st.st_dev, st.st_ino)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "data directory '%s' is open in this process already (by a Broker "
+        "or an Inspector); use that one (LMDB allows one environment per "
+        "file per process)",
+        dir));
+  }
+  auto inspector = std::make_unique<InspectorImpl>(dir, st.st_dev, st.st_ino);
   TXMQ_RETURN_IF_ERROR(inspector->OpenEnv(8));
   TXMQ_ASSIGN_OR_RETURN(unsigned tables, inspector->CheckFormat());
   TXMQ_RETURN_IF_ERROR(inspector->OpenEnv(tables + kSpareTables));

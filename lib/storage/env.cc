@@ -58,10 +58,16 @@ size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 Env::Env(std::string dir, const Config& config)
     : dir_(std::move(dir)), config_(config) {}
 
-bool Env::IsOpenInProcess(uint64_t dev, uint64_t ino) {
+bool Env::Register(uint64_t dev, uint64_t ino) {
   OpenDirs& reg = Registry();
   absl::MutexLock lock(&reg.mu);
-  return reg.keys.contains({dev, ino});
+  return reg.keys.insert({dev, ino}).second;
+}
+
+void Env::Unregister(uint64_t dev, uint64_t ino) {
+  OpenDirs& reg = Registry();
+  absl::MutexLock lock(&reg.mu);
+  reg.keys.erase({dev, ino});
 }
 
 absl::StatusOr<std::unique_ptr<Env>> Env::Open(std::string_view dir,
@@ -103,9 +109,9 @@ absl::StatusOr<std::unique_ptr<Env>> Env::Open(std::string_view dir,
     absl::MutexLock lock(&reg.mu);
     if (!reg.keys.insert({st.st_dev, st.st_ino}).second) {
       return absl::FailedPreconditionError(absl::StrFormat(
-          "data directory '%s' is already open in this process; LMDB allows "
-          "one environment per directory per process, so share the open "
-          "Broker instead of opening it again",
+          "data directory '%s' is already open in this process (by a Broker "
+          "or an Inspector); LMDB allows one environment per directory per "
+          "process, so share the open Broker instead of opening it again",
           path));
     }
   }
@@ -170,8 +176,7 @@ absl::Status Env::OpenLocked(bool existed) {
     return LmdbStatus(rc,
                       absl::StrFormat("cannot open data directory '%s'", dir_));
   }
-  int dead = 0;
-  mdb_reader_check(env_, &dead);  // clear slots of crashed reader processes
+  ClearStaleReaders();  // slots of crashed reader processes
 
   bool fresh = false;
   if (absl::Status s = CheckFormat(&fresh); !s.ok()) {
@@ -314,6 +319,14 @@ absl::Status Env::CheckFormat(bool* fresh) {
     rc = mdb_env_sync(env_, 1);
   }
   return LmdbStatus(rc, absl::StrFormat("cannot write '%s'", dir_));
+}
+
+void Env::ClearStaleReaders() {
+  int dead = 0;
+  if (mdb_reader_check(env_, &dead) == MDB_SUCCESS && dead > 0) {
+    stale_readers_cleared_.fetch_add(static_cast<uint64_t>(dead),
+                                     std::memory_order_relaxed);
+  }
 }
 
 absl::Status Env::FinishKeyIndex() {

@@ -65,9 +65,12 @@ class Env {
   ~Env();
   Env(const Env&) = delete;
 
-  // True when an Env of this process has the directory with this device
-  // and inode open.
-  static bool IsOpenInProcess(uint64_t dev, uint64_t ino);
+  // The process-wide registry of open directories (by device and inode),
+  // which Open uses and other LMDB environments of the process (the
+  // Inspector's) join: LMDB allows one environment per file per process.
+  // Register returns false when the directory is open already.
+  static bool Register(uint64_t dev, uint64_t ino);
+  static void Unregister(uint64_t dev, uint64_t ino);
   Env& operator=(const Env&) = delete;
 
   MDB_env* env() const { return env_; }
@@ -112,6 +115,13 @@ class Env {
   // Remaps to NextMapSize(). The gate must be closed and empty.
   absl::Status Grow();
 
+  // Frees the reader slots of processes that died with a read transaction
+  // open (mdb_reader_check). Any thread.
+  void ClearStaleReaders();
+  uint64_t stale_readers_cleared() const {
+    return stale_readers_cleared_.load(std::memory_order_relaxed);
+  }
+
   // Flushes everything committed so far to disk (after MDB_NOSYNC commits).
   absl::Status Sync();
 
@@ -147,6 +157,7 @@ class Env {
   size_t page_bytes_ = 4096;
   std::atomic<size_t> map_bytes_{0};
   std::atomic<size_t> used_bytes_{0};
+  std::atomic<uint64_t> stale_readers_cleared_{0};
   size_t file_bytes_ = 0;  // Thread: writer (and Open).
   MapGate gate_;
 };

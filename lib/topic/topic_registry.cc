@@ -203,6 +203,19 @@ absl::StatusOr<std::unique_ptr<TopicRegistry>> TopicRegistry::Load(Env* env) {
 absl::Status TopicRegistry::BuildKeyIndex() {
   if (!env_->key_index_created()) return absl::OkStatus();
   constexpr size_t kRowsPerTransaction = 50000;
+  // Start from empty: rows an interrupted build (or a build older than the
+  // index, writing meanwhile) left may name messages that are gone.
+  {
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env_->env(), nullptr, 0, &txn);
+    if (rc == MDB_SUCCESS) rc = mdb_drop(txn, env_->key_index_table(), 0);
+    if (rc == MDB_SUCCESS) {
+      rc = mdb_txn_commit(txn);
+    } else if (txn != nullptr) {
+      mdb_txn_abort(txn);
+    }
+    if (rc != MDB_SUCCESS) return LmdbStatus(rc, "cannot build the key index");
+  }
   std::vector<uint64_t> scratch;
   for (const std::shared_ptr<Topic>& topic : All()) {
     for (uint32_t i = 0; i < topic->queue_count(); ++i) {
@@ -247,7 +260,12 @@ absl::Status TopicRegistry::BuildKeyIndex() {
         else
           mdb_txn_abort(txn);
         if (rc == MDB_MAP_FULL) {
-          TXMQ_RETURN_IF_ERROR(env_->Grow());
+          if (absl::Status grown = env_->Grow(); !grown.ok()) {
+            // Options::max_map_bytes leaves no room for the index: open
+            // without it (still pending: lookups read the topic instead),
+            // and try again at the next open.
+            return absl::OkStatus();
+          }
           continue;  // the same step again, in a larger map
         }
         if (rc != MDB_SUCCESS) {
@@ -256,7 +274,7 @@ absl::Status TopicRegistry::BuildKeyIndex() {
         from = next;
         env_->RefreshUsage();
         while (env_->NeedsGrowth() && env_->NextMapSize().ok()) {
-          TXMQ_RETURN_IF_ERROR(env_->Grow());
+          if (!env_->Grow().ok()) break;
         }
       }
     }

@@ -62,9 +62,11 @@ class TopicRegistry {
 
   // Fills the key index (log/key_index.h) from every stored message, when
   // Env::key_index_created() says an older build left it unfilled; then
-  // clears that mark. Call after Load, before the writer starts. Commits
-  // in steps, growing the map as needed; a crash has the next open start
-  // again. Errors: LMDB failures.
+  // clears that mark. Call after Load, before the writer starts. Empties
+  // the index first, then commits in steps, growing the map as needed; a
+  // crash has the next open start again. When Options::max_map_bytes
+  // leaves no room, returns OK with the index still pending (readers then
+  // do not use it). Errors: LMDB failures.
   absl::Status BuildKeyIndex();
 
   std::shared_ptr<Topic> Find(std::string_view name) const;

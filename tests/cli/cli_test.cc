@@ -205,6 +205,43 @@ TEST_F(CliTest, WritesToADirectoryWithMoreQueuesThanTheDefault) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST_F(CliTest, FollowingEndsWhenTheTopicIsDeleted) {
+  MakeDirectory();
+  CliProcess tail({"--data", tmp_.path(), "msg", "tail", "orders", "-f"}, "",
+                  {});
+  ASSERT_TRUE(Eventually([&] { return !tail.OutSoFar().empty(); }));
+  {
+    // Deleted and created again, with more queues than it had.
+    auto broker = Broker::Open(tmp_.path());
+    TXMQ_ASSERT_OK(broker);
+    TXMQ_ASSERT_OK((*broker)->DeleteTopic("orders"));
+    TXMQ_ASSERT_OK((*broker)->CreateTopic("orders", {.queues = 64}));
+    auto producer = (*broker)->CreateProducer();
+    TXMQ_ASSERT_OK((*producer)->Send({.topic = "orders", .body = "new"}));
+  }
+  const CliResult r = tail.Wait();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("topic orders was deleted while following"));
+  EXPECT_THAT(r.out, Not(HasSubstr("new")));
+}
+
+TEST_F(CliTest, ConsumeAcknowledgesOnlyWhatReachedStdout) {
+  MakeDirectory();
+  // Through a shell, to point stdout at /dev/full.
+  const std::string cmd = CliBinary() + " --data " + tmp_.path() +
+                          " consume orders --group g > /dev/full 2>/dev/null";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  auto inspector = Inspector::Open(tmp_.path());
+  TXMQ_ASSERT_OK(inspector);
+  auto groups = (*inspector)->ListGroups();
+  TXMQ_ASSERT_OK(groups);
+  uint64_t lag = 0;
+  for (const GroupLag& g : *groups) {
+    if (g.topic == "orders") lag += g.total();
+  }
+  EXPECT_EQ(lag, 1u);  // the message was not shown, so not acknowledged
+}
+
 TEST_F(CliTest, DelayedSendIsStoredForLater) {
   MakeDirectory();
   const CliResult r = Run({"send", "orders", "--delay", "1h", "--json", "x"});

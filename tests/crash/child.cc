@@ -8,6 +8,12 @@
 //       threads until killed. After each send that returned OK it appends
 //       "<id> <queue> <offset>\n" to SIDEFILE (O_APPEND, one write per
 //       line), so the file lists acknowledged messages only.
+//   txmq_test_child read DIR
+//       opens DIR with an Inspector, prints "ready" from inside a Verify
+//       (a read transaction open), and waits to be killed.
+//   txmq_test_child topics DIR COUNT QUEUES
+//       opens DIR, creates topics t0..t<COUNT-1> of QUEUES queues, prints
+//       "ready", and waits to be killed.
 //   txmq_test_child consume DIR SIDEFILE THREADS
 //       opens DIR, prints "ready", and consumes topic "crash" as group
 //       "workers" from THREADS consumers until killed, acknowledging every
@@ -144,6 +150,35 @@ int Consume(const std::string& dir, const std::string& side, int threads) {
 
 }  // namespace
 
+// Creates `topics` topics "t0".. of `queues` queues each, then prints
+// "ready" and waits to be killed.
+int Topics(const std::string& dir, int topics, int queues) {
+  txmq::Options options;
+  options.max_queues = 32768;
+  auto broker = txmq::Broker::Open(dir, options);
+  if (!broker.ok()) return Die(broker.status().ToString());
+  for (int t = 0; t < topics; ++t) {
+    absl::Status s = (*broker)->CreateTopic(
+        absl::StrFormat("t%d", t), {.queues = static_cast<uint32_t>(queues)});
+    if (!s.ok()) return Die(s.ToString());
+  }
+  Ready();
+  while (true) pause();
+}
+
+// Opens DIR with an Inspector and, inside its Verify (a read transaction
+// open), prints "ready" and waits to be killed.
+int Read(const std::string& dir) {
+  auto inspector = txmq::Inspector::Open(dir);
+  if (!inspector.ok()) return Die(inspector.status().ToString());
+  auto report = (*inspector)->Verify([](uint64_t, uint64_t) {
+    Ready();
+    while (true) pause();
+    return true;
+  });
+  return Die("Verify returned");
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "hold") return Hold(args[1]);
@@ -151,10 +186,15 @@ int main(int argc, char** argv) {
     return Send(args[1], args[2], std::atoi(args[3].c_str()),
                 args[4] == "sync");
   }
+  if (args.size() == 2 && args[0] == "read") return Read(args[1]);
+  if (args.size() == 4 && args[0] == "topics") {
+    return Topics(args[1], std::atoi(args[2].c_str()),
+                  std::atoi(args[3].c_str()));
+  }
   if (args.size() == 4 && args[0] == "consume") {
     return Consume(args[1], args[2], std::atoi(args[3].c_str()));
   }
   return Die(
       "usage: hold DIR | send DIR SIDEFILE THREADS sync|async | consume DIR "
-      "SIDEFILE THREADS");
+      "SIDEFILE THREADS | topics DIR COUNT QUEUES | read DIR");
 }
