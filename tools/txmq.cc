@@ -629,6 +629,7 @@ void MsgFind(const Context& ctx, const std::string& topic,
             progress.Update(done, total);
             return !interrupted.load();
           }));
+  progress.Done();
   PrintMessages(ctx, found);
 }
 
@@ -654,6 +655,7 @@ void MsgPeek(const Context& ctx, const std::string& topic,
         absl::StrFormat("topic %s has queues 0 to %d; there is no queue %d",
                         topic, queues - 1, *queue)};
   }
+  progress.Done();
   SortById(out);
   if (out.size() > count) out.resize(count);
   PrintMessages(ctx, out);
@@ -1040,6 +1042,7 @@ int Verify(const Context& ctx) {
     progress.Update(done, total);
     return !interrupted.load();
   }));
+  progress.Done();
   if (ctx.json) {
     ctx.PrintJson(Json{{"ok", report.ok()},
                        {"tables", report.tables},

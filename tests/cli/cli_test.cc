@@ -242,6 +242,40 @@ TEST_F(CliTest, ConsumeAcknowledgesOnlyWhatReachedStdout) {
   EXPECT_EQ(lag, 1u);  // the message was not shown, so not acknowledged
 }
 
+// Runs `command` on a pseudo-terminal (script(1)) and returns what the
+// terminal showed, stdout and stderr together.
+std::string OnATerminal(const std::string& command) {
+  const std::string cmd = "script -qec '" + command + "' /dev/null";
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r"); f != nullptr) {
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof(buf), f)) > 0;) out.append(buf, n);
+    pclose(f);
+  }
+  return out;
+}
+
+TEST_F(CliTest, ProgressBarsOnlyOnATerminal) {
+  MakeDirectory();
+  {
+    auto broker = Broker::Open(tmp_.path());
+    auto producer = (*broker)->CreateProducer();
+    std::vector<Message> batch(5000, Message{.topic = "orders", .key = "k"});
+    TXMQ_ASSERT_OK((*producer)->SendBatch(batch));
+  }
+  const std::string shown =
+      OnATerminal(CliBinary() + " --data " + tmp_.path() + " verify");
+  if (shown.empty() || shown.starts_with("script:")) {
+    GTEST_SKIP() << "no pseudo-terminal on this machine: " << shown;
+  }
+  EXPECT_THAT(shown, HasSubstr("verify ["));
+  EXPECT_THAT(shown, HasSubstr("\033[Kok: "));  // erased before the result
+  const CliResult piped = Run({"verify"});
+  EXPECT_EQ(piped.exit_code, 0);
+  EXPECT_EQ(piped.err, "");
+  EXPECT_THAT(piped.out, Not(HasSubstr("[")));
+}
+
 TEST_F(CliTest, DelayedSendIsStoredForLater) {
   MakeDirectory();
   const CliResult r = Run({"send", "orders", "--delay", "1h", "--json", "x"});

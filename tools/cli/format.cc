@@ -201,8 +201,11 @@ Progress::Progress(std::string label)
     : label_(std::move(label)),
       enabled_(::isatty(STDOUT_FILENO) == 1 && ::isatty(STDERR_FILENO) == 1) {}
 
-Progress::~Progress() {
+Progress::~Progress() { Done(); }
+
+void Progress::Done() {
   if (drawn_) std::fprintf(stderr, "\r\033[K");
+  drawn_ = false;
 }
 
 void Progress::Update(uint64_t done, uint64_t total) {

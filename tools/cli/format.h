@@ -68,6 +68,8 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
   void Update(uint64_t done, uint64_t total);
+  // Erases the bar (before printing results); the destructor does too.
+  void Done();
 
  private:
   const std::string label_;
