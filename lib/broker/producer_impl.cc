@@ -204,11 +204,12 @@ absl::StatusOr<std::unique_ptr<Transaction>> LocalProducer::Begin(
   return std::unique_ptr<Transaction>(new TransactionHandle(core_, *id));
 }
 
-absl::StatusOr<TransactionResult> LocalProducer::SendInTransaction(
-    const Message& message,
+absl::StatusOr<TransactionResult> SendInTransactionOf(
+    Producer& producer, const Message& message,
     absl::FunctionRef<TransactionState(const TransactionId&)> local_transaction,
     const BeginOptions& options) {
-  absl::StatusOr<std::unique_ptr<Transaction>> txn = Begin(message, options);
+  absl::StatusOr<std::unique_ptr<Transaction>> txn =
+      producer.Begin(message, options);
   if (!txn.ok()) return txn.status();
   TransactionResult result;
   result.id = (*txn)->id();
@@ -231,6 +232,13 @@ absl::StatusOr<TransactionResult> LocalProducer::SendInTransaction(
       break;
   }
   return result;
+}
+
+absl::StatusOr<TransactionResult> LocalProducer::SendInTransaction(
+    const Message& message,
+    absl::FunctionRef<TransactionState(const TransactionId&)> local_transaction,
+    const BeginOptions& options) {
+  return SendInTransactionOf(*this, message, local_transaction, options);
 }
 
 }  // namespace txmq

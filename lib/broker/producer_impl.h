@@ -47,6 +47,13 @@ class LocalProducer final : public Producer {
   std::atomic<uint32_t> round_robin_{0};
 };
 
+// Producer::SendInTransaction in terms of `producer`'s Begin, Commit and
+// Rollback (for every Producer implementation: local and remote).
+absl::StatusOr<TransactionResult> SendInTransactionOf(
+    Producer& producer, const Message& message,
+    absl::FunctionRef<TransactionState(const TransactionId&)> local_transaction,
+    const BeginOptions& options);
+
 }  // namespace txmq
 
 #endif  // TXMQ_LIB_BROKER_PRODUCER_IMPL_H_

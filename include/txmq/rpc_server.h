@@ -1,0 +1,85 @@
+// RpcServer: serves an open Broker to other processes over Cap'n Proto RPC
+// (the wire contract: lib/schema/rpc.capnp, docs/rpc.md). The host keeps
+// using the Broker in-process while it is served; clients use
+// txmq::RemoteBroker (include/txmq/remote_broker.h).
+//
+//   txmq::ServeOptions serve;
+//   serve.listen = "unix:/run/orders/mq.sock";
+//   auto server = txmq::RpcServer::Start(*broker, serve);
+//   if (!server.ok()) return server.status();
+//   ...
+//   (*server)->Stop();   // before the Broker goes
+//
+// Security:
+//   - A Unix socket is created with owner-only permissions (0600, change
+//     with `unix_mode`), and the server also refuses a peer of another user
+//     (SO_PEERCRED), unless `unix_any_user`.
+//   - TCP needs the shared token (`token`, typically read from a file given
+//     to the server and to its clients); a client without it is refused.
+//     Listening on an address that is not loopback without a token is
+//     refused unless `insecure_no_token`.
+//
+// Threads: one thread runs the connections (a KJ event loop); calls that
+// wait for the broker run on `worker_threads` worker threads, so a slow
+// call holds up no other connection. Thread-safe; Stop and the destructor
+// from any thread but the server's own.
+//
+// Lifetime: the Broker must outlive the server: Stop (or destroy) the
+// server first.
+
+#ifndef TXMQ_RPC_SERVER_H_
+#define TXMQ_RPC_SERVER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "txmq/broker.h"
+
+namespace txmq {
+
+struct ServeOptions {
+  // "unix:/path/to/socket" or "host:port" (port 0: any free port; see
+  // RpcServer::address()).
+  std::string listen;
+  // The shared secret clients present; required for a TCP address that is
+  // not loopback (unless insecure_no_token). Empty: no token is asked for.
+  std::string token;
+  bool insecure_no_token = false;
+  // Permissions of the Unix socket file, and whether peers of another user
+  // are served.
+  unsigned unix_mode = 0600;
+  bool unix_any_user = false;
+  // Threads that run calls which wait for the broker (batches,
+  // transactions, topic changes). Sends do not take one.
+  size_t worker_threads = 4;
+  // The largest RPC message accepted, in bytes: a bigger one is refused
+  // before it is read whole. 0: the broker's max_message_bytes (per
+  // message; a batch may carry up to 64 of those) plus framing.
+  size_t max_request_bytes = 0;
+};
+
+class RpcServer {
+ public:
+  // Binds and starts serving. Errors: INVALID_ARGUMENT (a bad address, no
+  // token where one is required), UNAVAILABLE / PERMISSION_DENIED (cannot
+  // bind: in use, no permission).
+  static absl::StatusOr<std::unique_ptr<RpcServer>> Start(
+      Broker& broker, const ServeOptions& options);
+
+  // Stops: no new connections; calls in progress finish (their answers may
+  // not reach clients that are cut off); clients are disconnected (their
+  // calls then fail with UNAVAILABLE); the socket file is removed.
+  // Idempotent.
+  virtual ~RpcServer() = default;
+  virtual void Stop() = 0;
+
+  // The address served, as a client would pass it: "unix:/path" or
+  // "host:port" with the port actually bound.
+  virtual const std::string& address() const = 0;
+};
+
+}  // namespace txmq
+
+#endif  // TXMQ_RPC_SERVER_H_

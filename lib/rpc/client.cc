@@ -1,0 +1,427 @@
+// RemoteBroker (include/txmq/remote_broker.h).
+//
+// One thread runs a KJ event loop with the connection. A caller's thread
+// hands its call to that loop (kj::Executor::executeSync) and waits for the
+// answer; SendAsync's callbacks are posted to a CallbackRunner, never run on
+// the loop, so that they may block (call Send) without stalling it.
+
+#include "txmq/remote_broker.h"
+
+// GCC 12 reports the absl::Status inside kj's ExceptionOr<T> (a union in
+// kj::Maybe) as maybe-uninitialized: a false positive of its union analysis.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/callback_runner.h"
+#include "broker/producer_impl.h"
+#include "rpc.capnp.h"
+#include "rpc/convert.h"
+#include "util/strings.h"
+
+namespace txmq {
+namespace {
+
+kj::StringPtr Text(const std::string& s) {
+  return kj::StringPtr(s.c_str(), s.size());
+}
+
+class RemoteImpl;
+
+class RemoteTransaction final : public Transaction {
+ public:
+  RemoteTransaction(RemoteImpl* remote, TransactionId id)
+      : remote_(remote), id_(id) {}
+  const TransactionId& id() const override { return id_; }
+  absl::StatusOr<SendResult> Commit() override;
+  absl::Status Rollback() override;
+
+ private:
+  RemoteImpl* const remote_;
+  const TransactionId id_;
+};
+
+class RemoteProducer final : public Producer {
+ public:
+  RemoteProducer(RemoteImpl* remote, const ProducerOptions& options)
+      : remote_(remote), options_(options) {}
+
+  absl::StatusOr<SendResult> Send(const Message& message) override;
+  void SendAsync(const Message& message, SendCallback done) override;
+  std::future<absl::StatusOr<SendResult>> SendAsync(
+      const Message& message) override {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<SendResult>>>();
+    std::future<absl::StatusOr<SendResult>> future = promise->get_future();
+    SendAsync(message, [promise](absl::StatusOr<SendResult> r) {
+      promise->set_value(std::move(r));
+    });
+    return future;
+  }
+  absl::StatusOr<std::vector<SendResult>> SendBatch(
+      const std::vector<Message>& messages) override;
+  absl::StatusOr<std::unique_ptr<Transaction>> Begin(
+      const Message& message, const BeginOptions& options) override;
+  absl::StatusOr<TransactionResult> SendInTransaction(
+      const Message& message,
+      absl::FunctionRef<TransactionState(const TransactionId&)>
+          local_transaction,
+      const BeginOptions& options) override;
+  const ProducerOptions& options() const override { return options_; }
+
+ private:
+  RemoteImpl* const remote_;
+  const ProducerOptions options_;
+};
+
+class RemoteImpl final : public RemoteBroker {
+ public:
+  RemoteImpl(std::string address, ConnectOptions options)
+      : address_(std::move(address)), options_(std::move(options)) {}
+
+  ~RemoteImpl() noexcept override {
+    const kj::Executor* executor = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      executor = executor_;
+    }
+    if (executor != nullptr) {
+      executor->executeSync([this] { stop_->fulfill(); });
+    }
+    if (thread_.joinable()) thread_.join();
+    callbacks_.Stop();
+  }
+
+  absl::Status Connect() {
+    std::promise<absl::Status> connected;
+    std::future<absl::Status> result = connected.get_future();
+    thread_ = std::thread([this, &connected] { Run(connected); });
+    absl::Status s = result.get();
+    if (!s.ok()) thread_.join();
+    return s;
+  }
+
+  // Runs `start` (which sends a request and returns a promise of T) on the
+  // loop and waits for its answer; a call that gets no answer is
+  // UNAVAILABLE.
+  template <typename T, typename F>
+  T Call(F&& start) {
+    T out = absl::UnavailableError("not connected");
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                   out = executor_->executeSync([&]() -> kj::Promise<T> {
+                     return start().then([](T t) { return t; },
+                                         [](kj::Exception&& e) -> T {
+                                           return rpc::FromException(e);
+                                         });
+                   });
+                 })) {
+      out = rpc::FromException(*e);
+    }
+    return out;
+  }
+
+  absl::Status CreateTopic(std::string_view name,
+                           const TopicOptions& options) override {
+    const std::string n(name);
+    const int64_t retention =
+        options.retention == absl::InfiniteDuration()
+            ? -1
+            : absl::ToInt64Milliseconds(options.retention);
+    return Call<absl::Status>([&] {
+      auto req = broker_.createTopicRequest();
+      req.setName(Text(n));
+      req.setQueues(options.queues);
+      req.setRetentionMs(retention == 0 ? 1 : retention);
+      return req.send().then(
+          [](auto r) { return rpc::FromWire(r.getStatus()); });
+    });
+  }
+
+  absl::Status DeleteTopic(std::string_view name) override {
+    const std::string n(name);
+    return Call<absl::Status>([&] {
+      auto req = broker_.deleteTopicRequest();
+      req.setName(Text(n));
+      return req.send().then(
+          [](auto r) { return rpc::FromWire(r.getStatus()); });
+    });
+  }
+
+  absl::StatusOr<std::vector<TopicInfo>> ListTopics() override {
+    using Result = absl::StatusOr<std::vector<TopicInfo>>;
+    return Call<Result>([&] {
+      return broker_.listTopicsRequest().send().then([](auto r) -> Result {
+        std::vector<TopicInfo> out;
+        for (auto t : r.getTopics()) out.push_back(rpc::FromWire(t));
+        return out;
+      });
+    });
+  }
+
+  absl::StatusOr<TopicInfo> DescribeTopic(std::string_view name) override {
+    const std::string n(name);
+    using Result = absl::StatusOr<TopicInfo>;
+    return Call<Result>([&] {
+      auto req = broker_.describeTopicRequest();
+      req.setName(Text(n));
+      return req.send().then([](auto r) -> Result {
+        absl::Status s = rpc::FromWire(r.getStatus());
+        if (!s.ok()) return s;
+        return rpc::FromWire(r.getTopic());
+      });
+    });
+  }
+
+  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const ProducerOptions& options) override {
+    return std::unique_ptr<Producer>(new RemoteProducer(this, options));
+  }
+
+  absl::StatusOr<SendResult> CommitTransaction(
+      const TransactionId& id) override {
+    using Result = absl::StatusOr<SendResult>;
+    return Call<Result>([&] {
+      auto req = broker_.commitRequest();
+      req.setTransactionId(
+          capnp::Data::Reader(id.bytes().data(), TransactionId::kSize));
+      return req.send().then([](auto r) -> Result {
+        absl::Status s = rpc::FromWire(r.getStatus());
+        if (!s.ok()) return s;
+        return rpc::FromWire(r.getResult());
+      });
+    });
+  }
+
+  absl::Status RollbackTransaction(const TransactionId& id) override {
+    return Call<absl::Status>([&] {
+      auto req = broker_.rollbackRequest();
+      req.setTransactionId(
+          capnp::Data::Reader(id.bytes().data(), TransactionId::kSize));
+      return req.send().then(
+          [](auto r) { return rpc::FromWire(r.getStatus()); });
+    });
+  }
+
+  // Producer calls.
+  absl::StatusOr<SendResult> Send(const Message& message,
+                                  QueueSelector selector) {
+    using Result = absl::StatusOr<SendResult>;
+    return Call<Result>([&] { return StartSend(message, selector); });
+  }
+
+  void SendAsync(const Message& message, QueueSelector selector,
+                 Producer::SendCallback done) {
+    auto callback = std::make_shared<Producer::SendCallback>(std::move(done));
+    using Result = absl::StatusOr<SendResult>;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                   executor_->executeSync([&] {
+                     tasks_->add(StartSend(message, selector)
+                                     .then([](Result r) { return r; },
+                                           [](kj::Exception&& e) -> Result {
+                                             return rpc::FromException(e);
+                                           })
+                                     .then([this, callback](Result r) {
+                                       callbacks_.Post(
+                                           [callback, r] { (*callback)(r); });
+                                     }));
+                   });
+                 })) {
+      Result r = rpc::FromException(*e);
+      callbacks_.Post([callback, r] { (*callback)(r); });
+    }
+  }
+
+  absl::StatusOr<std::vector<SendResult>> SendBatch(
+      const std::vector<Message>& messages, QueueSelector selector) {
+    using Result = absl::StatusOr<std::vector<SendResult>>;
+    return Call<Result>([&] {
+      auto req = broker_.sendBatchRequest();
+      req.setSelector(rpc::ToWire(selector));
+      auto list = req.initMessages(messages.size());
+      for (size_t i = 0; i < messages.size(); ++i) {
+        rpc::ToWire(messages[i], list[i]);
+      }
+      return req.send().then([](auto r) -> Result {
+        absl::Status s = rpc::FromWire(r.getStatus());
+        if (!s.ok()) return s;
+        std::vector<SendResult> out;
+        for (auto x : r.getResults()) out.push_back(rpc::FromWire(x));
+        return out;
+      });
+    });
+  }
+
+  absl::StatusOr<TransactionId> Begin(const std::string& group,
+                                      const Message& message,
+                                      QueueSelector selector,
+                                      const BeginOptions& options) {
+    using Result = absl::StatusOr<TransactionId>;
+    return Call<Result>([&] {
+      auto req = broker_.beginRequest();
+      req.setGroup(Text(group));
+      rpc::ToWire(message, req.initMessage());
+      req.setSelector(rpc::ToWire(selector));
+      req.setFirstCheckMs(absl::ToInt64Milliseconds(options.first_check));
+      return req.send().then([](auto r) -> Result {
+        absl::Status s = rpc::FromWire(r.getStatus());
+        if (!s.ok()) return s;
+        const capnp::Data::Reader id = r.getTransactionId();
+        if (id.size() != TransactionId::kSize) {
+          return absl::DataLossError("the server sent a malformed id");
+        }
+        std::array<uint8_t, TransactionId::kSize> bytes;
+        std::memcpy(bytes.data(), id.begin(), bytes.size());
+        return TransactionId::FromBytes(bytes);
+      });
+    });
+  }
+
+ private:
+  kj::Promise<absl::StatusOr<SendResult>> StartSend(const Message& message,
+                                                    QueueSelector selector) {
+    using Result = absl::StatusOr<SendResult>;
+    auto req = broker_.sendRequest();
+    rpc::ToWire(message, req.initMessage());
+    req.setSelector(rpc::ToWire(selector));
+    return req.send().then([](auto r) -> Result {
+      absl::Status s = rpc::FromWire(r.getStatus());
+      if (!s.ok()) return s;
+      return rpc::FromWire(r.getResult());
+    });
+  }
+
+  class ErrorHandler final : public kj::TaskSet::ErrorHandler {
+   public:
+    void taskFailed(kj::Exception&&) override {}  // reported per call
+  };
+
+  void Run(std::promise<absl::Status>& connected) {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    ErrorHandler errors;
+    kj::TaskSet tasks(errors);
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<capnp::TwoPartyClient> client;
+    absl::Status login = absl::OkStatus();
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                   auto connect = io.provider->getNetwork()
+                                      .parseAddress(Text(address_))
+                                      .then([](kj::Own<kj::NetworkAddress> a) {
+                                        return a->connect().attach(kj::mv(a));
+                                      });
+                   stream = io.provider->getTimer()
+                                .timeoutAfter(absl::ToInt64Milliseconds(
+                                                  options_.connect_timeout) *
+                                                  kj::MILLISECONDS,
+                                              kj::mv(connect))
+                                .wait(io.waitScope);
+                   client = kj::heap<capnp::TwoPartyClient>(*stream);
+                   rpc::Gate::Client gate =
+                       client->bootstrap().castAs<rpc::Gate>();
+                   auto req = gate.loginRequest();
+                   req.setToken(Text(options_.token));
+                   auto response =
+                       io.provider->getTimer()
+                           .timeoutAfter(absl::ToInt64Milliseconds(
+                                             options_.connect_timeout) *
+                                             kj::MILLISECONDS,
+                                         req.send())
+                           .wait(io.waitScope);
+                   login = rpc::FromWire(response.getStatus());
+                   if (login.ok()) broker_ = response.getBroker();
+                 })) {
+      connected.set_value(absl::UnavailableError(
+          absl::StrFormat("cannot reach a txmq server at '%s': %s", address_,
+                          e->getDescription().cStr())));
+      return;
+    }
+    if (!login.ok()) {
+      connected.set_value(login);
+      return;
+    }
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    stop_ = kj::mv(paf.fulfiller);
+    tasks_ = &tasks;
+    {
+      absl::MutexLock lock(&mu_);
+      executor_ = &kj::getCurrentThreadExecutor();
+    }
+    connected.set_value(absl::OkStatus());
+    paf.promise.wait(io.waitScope);
+    tasks_ = nullptr;
+    broker_ = nullptr;
+  }
+
+  const std::string address_;
+  const ConnectOptions options_;
+  std::thread thread_;
+  CallbackRunner callbacks_;
+  absl::Mutex mu_;
+  const kj::Executor* executor_ = nullptr;  // set once, before use
+  // Loop thread only.
+  kj::Own<kj::PromiseFulfiller<void>> stop_;
+  kj::TaskSet* tasks_ = nullptr;
+  rpc::Broker::Client broker_ = nullptr;
+};
+
+absl::StatusOr<SendResult> RemoteTransaction::Commit() {
+  return remote_->CommitTransaction(id_);
+}
+
+absl::Status RemoteTransaction::Rollback() {
+  return remote_->RollbackTransaction(id_);
+}
+
+absl::StatusOr<SendResult> RemoteProducer::Send(const Message& message) {
+  return remote_->Send(message, options_.selector);
+}
+
+void RemoteProducer::SendAsync(const Message& message, SendCallback done) {
+  remote_->SendAsync(message, options_.selector, std::move(done));
+}
+
+absl::StatusOr<std::vector<SendResult>> RemoteProducer::SendBatch(
+    const std::vector<Message>& messages) {
+  return remote_->SendBatch(messages, options_.selector);
+}
+
+absl::StatusOr<std::unique_ptr<Transaction>> RemoteProducer::Begin(
+    const Message& message, const BeginOptions& options) {
+  if (options_.group.empty()) {
+    return absl::FailedPreconditionError(
+        "Begin needs a producer group: create the producer with "
+        "ProducerOptions::group, and register the group's checker");
+  }
+  absl::StatusOr<TransactionId> id =
+      remote_->Begin(options_.group, message, options_.selector, options);
+  if (!id.ok()) return id.status();
+  return std::unique_ptr<Transaction>(new RemoteTransaction(remote_, *id));
+}
+
+absl::StatusOr<TransactionResult> RemoteProducer::SendInTransaction(
+    const Message& message,
+    absl::FunctionRef<TransactionState(const TransactionId&)> local_transaction,
+    const BeginOptions& options) {
+  return SendInTransactionOf(*this, message, local_transaction, options);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RemoteBroker>> RemoteBroker::Connect(
+    std::string_view address, const ConnectOptions& options) {
+  auto remote = std::make_unique<RemoteImpl>(std::string(address), options);
+  absl::Status s = remote->Connect();
+  if (!s.ok()) return s;
+  return std::unique_ptr<RemoteBroker>(std::move(remote));
+}
+
+}  // namespace txmq

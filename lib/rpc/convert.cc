@@ -1,0 +1,159 @@
+#include "rpc/convert.h"
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_format.h"
+
+namespace txmq::rpc {
+namespace {
+
+std::string Str(capnp::Text::Reader text) {
+  return std::string(text.begin(), text.size());
+}
+
+kj::StringPtr Text(const std::string& s) {
+  return kj::StringPtr(s.c_str(), s.size());
+}
+
+}  // namespace
+
+void ToWire(const absl::Status& status, Status::Builder out) {
+  out.setCode(static_cast<uint32_t>(status.code()));
+  const std::string message(status.message());
+  out.setMessage(Text(message));
+}
+
+absl::Status FromWire(Status::Reader status) {
+  if (status.getCode() == 0) return absl::OkStatus();
+  const uint32_t code = status.getCode();
+  return absl::Status(code <= 16 ? static_cast<absl::StatusCode>(code)
+                                 : absl::StatusCode::kUnknown,
+                      Str(status.getMessage()));
+}
+
+absl::Status FromException(const kj::Exception& e) {
+  if (e.getType() == kj::Exception::Type::UNIMPLEMENTED) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "the txmq server does not know this call (an older server?): %s",
+        e.getDescription().cStr()));
+  }
+  return absl::UnavailableError(absl::StrFormat(
+      "no answer from the txmq server (the connection broke or the server "
+      "stopped): %s",
+      e.getDescription().cStr()));
+}
+
+void ToWire(const txmq::Message& m, Message::Builder out) {
+  out.setTopic(Text(m.topic));
+  out.setKey(Text(m.key));
+  auto tags = out.initTags(m.tags.size());
+  for (size_t i = 0; i < m.tags.size(); ++i) tags.set(i, Text(m.tags[i]));
+  auto props = out.initProperties(m.properties.size());
+  for (size_t i = 0; i < m.properties.size(); ++i) {
+    props[i].setName(Text(m.properties[i].first));
+    props[i].setValue(Text(m.properties[i].second));
+  }
+  out.setBody(capnp::Data::Reader(
+      reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
+  out.setDeliverAtMs(m.deliver_at == absl::InfinitePast()
+                         ? 0
+                         : absl::ToUnixMillis(m.deliver_at));
+}
+
+txmq::Message FromWire(Message::Reader m) {
+  txmq::Message out{.topic = Str(m.getTopic()), .key = Str(m.getKey())};
+  for (auto tag : m.getTags()) out.tags.push_back(Str(tag));
+  for (auto p : m.getProperties()) {
+    out.properties.emplace_back(Str(p.getName()), Str(p.getValue()));
+  }
+  const capnp::Data::Reader body = m.getBody();
+  out.body.assign(reinterpret_cast<const char*>(body.begin()), body.size());
+  if (m.getDeliverAtMs() != 0) {
+    out.deliver_at = absl::FromUnixMillis(m.getDeliverAtMs());
+  }
+  return out;
+}
+
+void ToWire(const txmq::SendResult& r, SendResult::Builder out) {
+  if (!r.delayed()) {
+    out.setId(capnp::Data::Reader(r.id.bytes().data(), MessageId::kSize));
+  }
+  out.setQueue(r.queue);
+  out.setOffset(r.offset);
+  out.setStoreTimeMs(absl::ToUnixMillis(r.store_time));
+  out.setDeliverAtMs(absl::ToUnixMillis(r.deliver_at));
+}
+
+txmq::SendResult FromWire(SendResult::Reader r) {
+  txmq::SendResult out;
+  const capnp::Data::Reader id = r.getId();
+  if (id.size() == MessageId::kSize) {
+    std::array<uint8_t, MessageId::kSize> bytes;
+    std::memcpy(bytes.data(), id.begin(), bytes.size());
+    out.id = MessageId::FromBytes(bytes);
+  }
+  out.queue = r.getQueue();
+  out.offset = r.getOffset();
+  out.store_time = absl::FromUnixMillis(r.getStoreTimeMs());
+  out.deliver_at = absl::FromUnixMillis(r.getDeliverAtMs());
+  return out;
+}
+
+void ToWire(const txmq::TopicInfo& info, TopicInfo::Builder out) {
+  out.setName(Text(info.name));
+  out.setQueueCount(info.queue_count);
+  out.setCreateTimeMs(absl::ToUnixMillis(info.create_time));
+  out.setRetentionMs(info.retention == absl::InfiniteDuration()
+                         ? -1
+                         : absl::ToInt64Milliseconds(info.retention));
+  auto queues = out.initQueues(info.queues.size());
+  for (size_t i = 0; i < info.queues.size(); ++i) {
+    queues[i].setQueue(info.queues[i].queue);
+    queues[i].setFirstOffset(info.queues[i].first_offset);
+    queues[i].setEndOffset(info.queues[i].end_offset);
+  }
+}
+
+txmq::TopicInfo FromWire(TopicInfo::Reader info) {
+  txmq::TopicInfo out{
+      .name = Str(info.getName()),
+      .queue_count = info.getQueueCount(),
+      .create_time = absl::FromUnixMillis(info.getCreateTimeMs()),
+      .retention = info.getRetentionMs() < 0
+                       ? absl::InfiniteDuration()
+                       : absl::Milliseconds(info.getRetentionMs())};
+  for (auto q : info.getQueues()) {
+    out.queues.push_back(txmq::QueueInfo{.queue = q.getQueue(),
+                                         .first_offset = q.getFirstOffset(),
+                                         .end_offset = q.getEndOffset()});
+  }
+  return out;
+}
+
+uint8_t ToWire(QueueSelector selector) {
+  switch (selector) {
+    case QueueSelector::kAuto:
+      return 0;
+    case QueueSelector::kKeyHash:
+      return 1;
+    case QueueSelector::kRoundRobin:
+      return 2;
+  }
+  return 0;
+}
+
+absl::StatusOr<QueueSelector> SelectorFromWire(uint8_t selector) {
+  switch (selector) {
+    case 0:
+      return QueueSelector::kAuto;
+    case 1:
+      return QueueSelector::kKeyHash;
+    case 2:
+      return QueueSelector::kRoundRobin;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unknown queue selector %d", selector));
+}
+
+}  // namespace txmq::rpc

@@ -1,0 +1,37 @@
+// Conversions between the public API's types and the RPC schema's
+// (lib/schema/rpc.capnp), used by both the server and the client.
+
+#ifndef TXMQ_LIB_RPC_CONVERT_H_
+#define TXMQ_LIB_RPC_CONVERT_H_
+
+#include <kj/exception.h>
+
+#include "absl/status/status.h"
+#include "rpc.capnp.h"
+#include "txmq/broker.h"
+#include "txmq/message.h"
+#include "txmq/producer.h"
+
+namespace txmq::rpc {
+
+void ToWire(const absl::Status& status, Status::Builder out);
+absl::Status FromWire(Status::Reader status);
+// A call that got no answer: the connection broke or the server stopped.
+absl::Status FromException(const kj::Exception& e);
+
+void ToWire(const txmq::Message& message, Message::Builder out);
+txmq::Message FromWire(Message::Reader message);
+
+void ToWire(const txmq::SendResult& result, SendResult::Builder out);
+txmq::SendResult FromWire(SendResult::Reader result);
+
+void ToWire(const txmq::TopicInfo& info, TopicInfo::Builder out);
+txmq::TopicInfo FromWire(TopicInfo::Reader info);
+
+uint8_t ToWire(QueueSelector selector);
+// Errors: INVALID_ARGUMENT for an unknown value.
+absl::StatusOr<QueueSelector> SelectorFromWire(uint8_t selector);
+
+}  // namespace txmq::rpc
+
+#endif  // TXMQ_LIB_RPC_CONVERT_H_

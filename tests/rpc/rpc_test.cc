@@ -1,0 +1,273 @@
+// The RPC front: RpcServer serving a Broker, RemoteBroker using it, over a
+// Unix socket and loopback TCP, in one process.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "broker_fixture.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "test_util.h"
+#include "txmq/remote_broker.h"
+#include "txmq/rpc_server.h"
+
+namespace txmq::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RpcTest : public BrokerFixture {
+ protected:
+  void SetUp() override {
+    producer_options_.group = "orders-tx";
+    BrokerFixture::SetUp();
+    ServeOptions serve{.listen = "unix:" + tmp_.Sub("mq.sock")};
+    auto server = RpcServer::Start(*broker_, serve);
+    TXMQ_ASSERT_OK(server);
+    server_ = *std::move(server);
+    auto remote = RemoteBroker::Connect(server_->address());
+    TXMQ_ASSERT_OK(remote);
+    remote_ = *std::move(remote);
+  }
+
+  void TearDown() override {
+    remote_.reset();
+    if (server_ != nullptr) server_->Stop();
+  }
+
+  // The bodies of `topic_` as a fresh group sees them now.
+  std::vector<std::string> Bodies() {
+    auto consumer =
+        broker_->CreateConsumer("check-" + std::to_string(++groups_), topic_);
+    EXPECT_TRUE(consumer.ok());
+    std::vector<std::string> out;
+    auto batch = (*consumer)->Receive(1000, absl::ZeroDuration());
+    EXPECT_TRUE(batch.ok());
+    for (const MessageView& m : *batch) out.emplace_back(m.body());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Messages stored in `topic_` (without making a group).
+  uint64_t Count() { return broker_->DescribeTopic(topic_)->message_count(); }
+
+  std::unique_ptr<RpcServer> server_;
+  std::unique_ptr<RemoteBroker> remote_;
+  int groups_ = 0;
+};
+
+TEST_F(RpcTest, TopicsThroughTheServer) {
+  TXMQ_ASSERT_OK(remote_->CreateTopic(
+      "payments", {.queues = 3, .retention = absl::InfiniteDuration()}));
+  auto info = broker_->DescribeTopic("payments");
+  TXMQ_ASSERT_OK(info);
+  EXPECT_EQ(info->queue_count, 3u);
+  EXPECT_EQ(info->retention, absl::InfiniteDuration());
+  auto remote_info = remote_->DescribeTopic("payments");
+  TXMQ_ASSERT_OK(remote_info);
+  EXPECT_EQ(remote_info->queue_count, 3u);
+  EXPECT_EQ(remote_info->create_time, info->create_time);
+  auto topics = remote_->ListTopics();
+  TXMQ_ASSERT_OK(topics);
+  EXPECT_EQ(topics->size(), broker_->ListTopics().size());
+  EXPECT_TRUE(absl::IsAlreadyExists(remote_->CreateTopic("payments")));
+  EXPECT_TRUE(absl::IsInvalidArgument(remote_->CreateTopic("bad name")));
+  TXMQ_ASSERT_OK(remote_->DeleteTopic("payments"));
+  EXPECT_TRUE(absl::IsNotFound(remote_->DescribeTopic("payments").status()));
+  EXPECT_TRUE(absl::IsNotFound(remote_->DeleteTopic("payments")));
+}
+
+TEST_F(RpcTest, SendsAreStoredWithEveryField) {
+  auto producer = remote_->CreateProducer();
+  TXMQ_ASSERT_OK(producer);
+  Message m{.topic = topic_,
+            .key = "o-1",
+            .tags = {"paid", "vip"},
+            .properties = {{"channel", "web"}},
+            .body = std::string("bin\0ary", 7)};
+  auto sent = (*producer)->Send(m);
+  TXMQ_ASSERT_OK(sent);
+  EXPECT_FALSE(sent->id.IsZero());
+  auto consumer = broker_->CreateConsumer("g", topic_);
+  auto batch = (*consumer)->Receive(10, absl::Seconds(5));
+  TXMQ_ASSERT_OK(batch);
+  ASSERT_EQ(batch->size(), 1u);
+  const MessageView& v = (*batch)[0];
+  EXPECT_EQ(v.id(), sent->id);
+  EXPECT_EQ(v.queue(), sent->queue);
+  EXPECT_EQ(v.offset(), sent->offset);
+  EXPECT_EQ(v.key(), "o-1");
+  EXPECT_EQ(v.body(), m.body);
+  EXPECT_EQ(v.tags(), (std::vector<std::string_view>{"paid", "vip"}));
+  EXPECT_EQ(v.property("channel"), "web");
+}
+
+TEST_F(RpcTest, BatchesAsyncSendsAndErrors) {
+  auto producer = remote_->CreateProducer();
+  TXMQ_ASSERT_OK(producer);
+  auto results = (*producer)->SendBatch(
+      {{.topic = topic_, .body = "a"}, {.topic = topic_, .body = "b"}});
+  TXMQ_ASSERT_OK(results);
+  EXPECT_EQ(results->size(), 2u);
+  // All or nothing, as in process.
+  EXPECT_TRUE(absl::IsNotFound((*producer)
+                                   ->SendBatch({{.topic = topic_, .body = "c"},
+                                                {.topic = "nope", .body = "d"}})
+                                   .status()));
+  std::atomic<int> done{0};
+  absl::Notification all;
+  for (int i = 0; i < 50; ++i) {
+    (*producer)->SendAsync(
+        {.topic = topic_, .body = "x" + std::to_string(100 + i)},
+        [&](absl::StatusOr<SendResult> r) {
+          EXPECT_TRUE(r.ok()) << r.status();
+          if (++done == 50) all.Notify();
+        });
+  }
+  ASSERT_TRUE(all.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  auto future = (*producer)->SendAsync({.topic = "nope", .body = "e"});
+  EXPECT_TRUE(absl::IsNotFound(future.get().status()));
+  EXPECT_TRUE(absl::IsNotFound((*producer)->Send({.topic = "nope"}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      (*producer)
+          ->Send({.topic = topic_, .key = std::string(2000, 'k')})
+          .status()));
+  EXPECT_EQ(Bodies().size(), 52u);
+}
+
+TEST_F(RpcTest, TransactionsCommitAndRollBackByRemote) {
+  auto producer = remote_->CreateProducer({.group = "orders-tx"});
+  TXMQ_ASSERT_OK(producer);
+  auto committed = (*producer)->Begin({.topic = topic_, .body = "yes"});
+  TXMQ_ASSERT_OK(committed);
+  auto rolled = (*producer)->Begin({.topic = topic_, .body = "no"});
+  TXMQ_ASSERT_OK(rolled);
+  EXPECT_EQ(broker_->ListTransactions()->size(), 2u);
+  EXPECT_TRUE(Bodies().empty());  // half messages are invisible
+  TXMQ_ASSERT_OK((*committed)->Commit());
+  TXMQ_ASSERT_OK((*rolled)->Rollback());
+  // Idempotent, and conflicts refused, as in process.
+  TXMQ_EXPECT_OK((*committed)->Commit());
+  EXPECT_TRUE(absl::IsFailedPrecondition((*rolled)->Commit().status()));
+  EXPECT_TRUE(Eventually([&] { return Count() == 1; }));
+  EXPECT_EQ(Bodies(), std::vector<std::string>{"yes"});
+  // SendInTransaction runs the local transaction between Begin and Commit.
+  TransactionId seen;
+  auto result = (*producer)->SendInTransaction(
+      {.topic = topic_, .body = "local"}, [&](const TransactionId& id) {
+        seen = id;
+        return TransactionState::kCommit;
+      });
+  TXMQ_ASSERT_OK(result);
+  EXPECT_EQ(result->id, seen);
+  EXPECT_TRUE(result->sent.has_value());
+  // No group: refused before anything is stored.
+  auto plain = remote_->CreateProducer();
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      (*plain)->Begin({.topic = topic_, .body = "x"}).status()));
+}
+
+TEST_F(RpcTest, AHalfMessageLeftByTheClientIsResolvedByTheCheckBack) {
+  class Commits : public TransactionChecker {
+   public:
+    TransactionState Check(const HalfMessage&) override {
+      return TransactionState::kCommit;
+    }
+  };
+  CheckPolicy policy;
+  policy.transaction_timeout = absl::Milliseconds(50);
+  policy.first_interval = absl::Milliseconds(50);
+  TXMQ_ASSERT_OK(broker_->RegisterChecker("orders-tx",
+                                          std::make_shared<Commits>(), policy));
+  {
+    auto producer = remote_->CreateProducer({.group = "orders-tx"});
+    auto txn = (*producer)->Begin({.topic = topic_, .body = "orphan"},
+                                  {.first_check = absl::Milliseconds(50)});
+    TXMQ_ASSERT_OK(txn);
+    producer->reset();
+    remote_.reset();  // the client goes away between Begin and Commit
+  }
+  clock_->Advance(absl::Seconds(1));  // past the first check
+  EXPECT_TRUE(Eventually([&] { return Count() == 1; }));
+  EXPECT_EQ(Bodies(), std::vector<std::string>{"orphan"});
+}
+
+TEST_F(RpcTest, UnixSocketIsOwnerOnly) {
+  struct stat st;
+  ASSERT_EQ(::stat(tmp_.Sub("mq.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  server_->Stop();
+  EXPECT_NE(::stat(tmp_.Sub("mq.sock").c_str(), &st), 0);  // removed
+}
+
+TEST_F(RpcTest, TcpNeedsTheToken) {
+  ServeOptions serve{.listen = "127.0.0.1:0", .token = "s3cret"};
+  auto server = RpcServer::Start(*broker_, serve);
+  TXMQ_ASSERT_OK(server);
+  const std::string address = (*server)->address();
+  EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      RemoteBroker::Connect(address, {.token = "wrong"}).status()));
+  EXPECT_TRUE(
+      absl::IsPermissionDenied(RemoteBroker::Connect(address).status()));
+  auto ok = RemoteBroker::Connect(address, {.token = "s3cret"});
+  TXMQ_ASSERT_OK(ok);
+  TXMQ_EXPECT_OK((*ok)->ListTopics());
+}
+
+TEST_F(RpcTest, NonLoopbackWithoutATokenIsRefusedUnlessForced) {
+  auto refused = RpcServer::Start(*broker_, {.listen = "0.0.0.0:0"});
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status()));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("token"));
+  auto forced = RpcServer::Start(
+      *broker_, {.listen = "0.0.0.0:0", .insecure_no_token = true});
+  TXMQ_EXPECT_OK(forced);
+  for (const char* bad : {"", "nohostport", "host:99999", "unix:"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        RpcServer::Start(*broker_, {.listen = bad}).status()))
+        << bad;
+  }
+}
+
+TEST_F(RpcTest, NothingThereIsUnavailable) {
+  auto remote = RemoteBroker::Connect("unix:" + tmp_.Sub("nothing.sock"),
+                                      {.connect_timeout = absl::Seconds(2)});
+  EXPECT_TRUE(absl::IsUnavailable(remote.status())) << remote.status();
+}
+
+TEST_F(RpcTest, StoppingTheServerFailsCallsWithUnavailable) {
+  auto producer = remote_->CreateProducer();
+  TXMQ_ASSERT_OK((*producer)->Send({.topic = topic_, .body = "before"}));
+  server_->Stop();
+  auto after = (*producer)->Send({.topic = topic_, .body = "after"});
+  EXPECT_TRUE(absl::IsUnavailable(after.status())) << after.status();
+  EXPECT_EQ(Bodies(), std::vector<std::string>{"before"});
+}
+
+TEST_F(RpcTest, AnOversizedRequestIsRefusedAndTheServerGoesOn) {
+  ServeOptions serve{.listen = "unix:" + tmp_.Sub("small.sock"),
+                     .max_request_bytes = 64 << 10};
+  auto server = RpcServer::Start(*broker_, serve);
+  TXMQ_ASSERT_OK(server);
+  {
+    auto remote = RemoteBroker::Connect((*server)->address());
+    TXMQ_ASSERT_OK(remote);
+    auto producer = (*remote)->CreateProducer();
+    auto big =
+        (*producer)->Send({.topic = topic_, .body = std::string(1 << 20, 'x')});
+    EXPECT_FALSE(big.ok());
+    EXPECT_TRUE(absl::IsUnavailable(big.status())) << big.status();
+  }
+  auto again = RemoteBroker::Connect((*server)->address());
+  TXMQ_ASSERT_OK(again);
+  auto producer = (*again)->CreateProducer();
+  TXMQ_EXPECT_OK((*producer)->Send({.topic = topic_, .body = "small"}));
+  EXPECT_EQ(Bodies(), std::vector<std::string>{"small"});
+}
+
+}  // namespace
+}  // namespace txmq::testing
