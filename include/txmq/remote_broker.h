@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "txmq/broker.h"
+#include "txmq/consumer.h"
 #include "txmq/producer.h"
 #include "txmq/transaction.h"
 
@@ -41,6 +42,12 @@ struct ConnectOptions {
   std::string token;
   // How long Connect waits for the connection and the login.
   absl::Duration connect_timeout = absl::Seconds(10);
+  // Flow control of each consumer: the messages received and not yet
+  // settled (acknowledged, given back with ReconsumeLater, or past their
+  // invisible duration) are at most this many; a Receive beyond that
+  // returns an empty batch until some are settled. The server holds no
+  // more than this per consumer.
+  uint32_t max_in_flight = 1024;
 };
 
 class RemoteBroker {
@@ -74,6 +81,31 @@ class RemoteBroker {
   virtual absl::StatusOr<SendResult> CommitTransaction(
       const TransactionId& id) = 0;
   virtual absl::Status RollbackTransaction(const TransactionId& id) = 0;
+
+  // The checker of producer group `group` runs in this process: the
+  // server's broker calls it back (over this connection, on a thread of
+  // this RemoteBroker's) for check-backs, until UnregisterChecker, or this
+  // RemoteBroker or its connection ends (then the group has no checker
+  // until one registers again; its half messages wait, uncounted). A later
+  // registration of the group, by anyone, replaces this one. Errors: as
+  // Broker::RegisterChecker.
+  virtual absl::Status RegisterChecker(
+      std::string_view group, std::shared_ptr<TransactionChecker> checker,
+      const CheckPolicy& policy = {}) = 0;
+  // Errors: NOT_FOUND when this connection has no checker for `group`.
+  virtual absl::Status UnregisterChecker(std::string_view group) = 0;
+
+  // A consumer of `topic` in consumer group `group` on the server's
+  // broker, with the in-process Consumer's calls and guarantees. Its
+  // batches hold copies of the messages (not views into the server's
+  // file), so they may be held as long as needed; what is held counts
+  // against ConnectOptions::max_in_flight until acknowledged. Acknowledge
+  // through the views (Ack(view), Ack(batch)); Ack(queue, offset) as in
+  // process. Destroy consumers before the RemoteBroker. Errors: as
+  // Broker::CreateConsumer.
+  virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
+      std::string_view group, std::string_view topic,
+      const ConsumerOptions& options = {}) = 0;
 };
 
 }  // namespace txmq

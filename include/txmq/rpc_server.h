@@ -60,6 +60,13 @@ struct ServeOptions {
   size_t max_request_bytes = 0;
 };
 
+struct RpcServerStats {
+  uint64_t connections = 0;  // open now
+  // Producer groups whose checker is a client's (registered through this
+  // server and not yet unregistered, by the client or by its disconnect).
+  uint64_t remote_checkers = 0;
+};
+
 class RpcServer {
  public:
   // Binds and starts serving. Errors: INVALID_ARGUMENT (a bad address, no
@@ -74,6 +81,8 @@ class RpcServer {
   // Idempotent.
   virtual ~RpcServer() = default;
   virtual void Stop() = 0;
+
+  virtual RpcServerStats Stats() const = 0;
 
   // The address served, as a client would pass it: "unix:/path" or
   // "host:port" with the port actually bound.

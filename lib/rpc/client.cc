@@ -22,10 +22,12 @@
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/callback_runner.h"
 #include "broker/producer_impl.h"
+#include "log/message_view_decoder.h"
 #include "rpc.capnp.h"
 #include "rpc/convert.h"
 #include "util/strings.h"
@@ -84,6 +86,135 @@ class RemoteProducer final : public Producer {
   const ProducerOptions options_;
 };
 
+// A decoded copy of a delivered record: 8-byte aligned words, as
+// MessageView wants them.
+struct AlignedRecord {
+  explicit AlignedRecord(capnp::Data::Reader data)
+      : words((data.size() + 7) / 8), size(data.size()) {
+    std::memcpy(words.data(), data.begin(), data.size());
+  }
+  std::string_view view() const {
+    return std::string_view(reinterpret_cast<const char*>(words.data()), size);
+  }
+  std::vector<uint64_t> words;
+  size_t size;
+};
+
+// The handles of the messages a consumer handed out, by the address of
+// their record copy (unique while the batch lives). Shared by the consumer
+// and its batches, which may end in either order.
+struct HandleRegistry {
+  absl::Mutex mu;
+  absl::flat_hash_map<const char*, uint64_t> handles ABSL_GUARDED_BY(mu);
+};
+
+class RemoteBatch final : public ReceivedBatch::Resources {
+ public:
+  explicit RemoteBatch(std::shared_ptr<HandleRegistry> registry)
+      : registry_(std::move(registry)) {}
+  ~RemoteBatch() override {
+    absl::MutexLock lock(&registry_->mu);
+    for (const auto& r : records) registry_->handles.erase(r->view().data());
+  }
+  std::vector<std::unique_ptr<AlignedRecord>> records;
+  std::vector<uint64_t> handles;
+
+ private:
+  std::shared_ptr<HandleRegistry> registry_;
+};
+
+class RemoteImpl;
+
+class RemoteConsumer final : public Consumer {
+ public:
+  RemoteConsumer(RemoteImpl* remote, std::string group, std::string topic,
+                 kj::Own<rpc::Subscription::Client> subscription)
+      : remote_(remote),
+        group_(std::move(group)),
+        topic_(std::move(topic)),
+        subscription_(kj::mv(subscription)) {}
+  ~RemoteConsumer() noexcept override;
+
+  absl::StatusOr<ReceivedBatch> Receive(size_t max_messages,
+                                        absl::Duration wait) override;
+  absl::Status Ack(const MessageView& message) override;
+  absl::Status Ack(const ReceivedBatch& batch) override;
+  absl::Status Ack(uint32_t queue, uint64_t offset) override;
+  absl::Status ReconsumeLater(const MessageView& message,
+                              std::optional<absl::Duration> delay) override;
+  absl::Status ChangeInvisibleDuration(const MessageView& message,
+                                       absl::Duration duration) override;
+  absl::Status Flush() override;
+  absl::StatusOr<uint64_t> CommittedOffset(uint32_t queue) const override;
+  const std::string& group() const override { return group_; }
+  const std::string& topic() const override { return topic_; }
+
+ private:
+  absl::StatusOr<uint64_t> HandleOf(const MessageView& message) const;
+  absl::Status AckHandles(const std::vector<uint64_t>& handles);
+
+  RemoteImpl* const remote_;
+  const std::string group_;
+  const std::string topic_;
+  // Used and destroyed on the loop thread only.
+  mutable kj::Own<rpc::Subscription::Client> subscription_;
+  std::shared_ptr<HandleRegistry> registry_ =
+      std::make_shared<HandleRegistry>();
+};
+
+// A checker of this process, called by the server: each check runs the
+// host's checker on the RemoteBroker's checker thread (never on the loop).
+class CheckerService final : public rpc::TransactionChecker::Server {
+ public:
+  CheckerService(std::shared_ptr<TransactionChecker> checker,
+                 CallbackRunner* runner)
+      : checker_(std::move(checker)), runner_(runner) {}
+
+  kj::Promise<void> check(CheckContext context) override {
+    auto half = context.getParams().getHalf();
+    auto record = std::make_shared<AlignedRecord>(half.getRecord());
+    HalfMessage h;
+    const capnp::Data::Reader id = half.getTransactionId();
+    if (id.size() == TransactionId::kSize) {
+      std::array<uint8_t, TransactionId::kSize> bytes;
+      std::memcpy(bytes.data(), id.begin(), bytes.size());
+      h.id = TransactionId::FromBytes(bytes);
+    }
+    h.group = std::string(half.getGroup().begin(), half.getGroup().size());
+    h.begin_time = absl::FromUnixMillis(half.getBeginTimeMs());
+    h.checks = half.getChecks();
+    absl::StatusOr<MessageView> view = MessageView::FromRecord(record->view());
+    if (!view.ok()) {
+      context.getResults().setState(0);
+      return kj::READY_NOW;
+    }
+    h.message = *view;
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<uint8_t>();
+    auto fulfiller =
+        std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<uint8_t>>>(
+            kj::mv(paf.fulfiller));
+    runner_->Post([checker = checker_, record, h, fulfiller] {
+      TransactionState state = TransactionState::kUnknown;
+      try {
+        state = checker->Check(h);
+      } catch (...) {
+        state = TransactionState::kUnknown;  // as in process
+      }
+      (*fulfiller)
+          ->fulfill(state == TransactionState::kCommit     ? 1
+                    : state == TransactionState::kRollback ? 2
+                                                           : 0);
+    });
+    return paf.promise.then([context](uint8_t state) mutable {
+      context.getResults().setState(state);
+    });
+  }
+
+ private:
+  const std::shared_ptr<TransactionChecker> checker_;
+  CallbackRunner* const runner_;
+};
+
 class RemoteImpl final : public RemoteBroker {
  public:
   RemoteImpl(std::string address, ConnectOptions options)
@@ -100,6 +231,7 @@ class RemoteImpl final : public RemoteBroker {
     }
     if (thread_.joinable()) thread_.join();
     callbacks_.Stop();
+    checks_.Stop();
   }
 
   absl::Status Connect() {
@@ -210,6 +342,64 @@ class RemoteImpl final : public RemoteBroker {
       return req.send().then(
           [](auto r) { return rpc::FromWire(r.getStatus()); });
     });
+  }
+
+  absl::Status RegisterChecker(std::string_view group,
+                               std::shared_ptr<TransactionChecker> checker,
+                               const CheckPolicy& policy) override {
+    if (checker == nullptr) {
+      return absl::InvalidArgumentError("RegisterChecker needs a checker");
+    }
+    const std::string g(group);
+    return Call<absl::Status>([&] {
+      auto req = broker_.registerCheckerRequest();
+      req.setGroup(Text(g));
+      req.setChecker(kj::heap<CheckerService>(checker, &checks_));
+      rpc::ToWire(policy, req.initPolicy());
+      return req.send().then(
+          [](auto r) { return rpc::FromWire(r.getStatus()); });
+    });
+  }
+
+  absl::Status UnregisterChecker(std::string_view group) override {
+    const std::string g(group);
+    return Call<absl::Status>([&] {
+      auto req = broker_.unregisterCheckerRequest();
+      req.setGroup(Text(g));
+      return req.send().then(
+          [](auto r) { return rpc::FromWire(r.getStatus()); });
+    });
+  }
+
+  absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
+      std::string_view group, std::string_view topic,
+      const ConsumerOptions& options) override {
+    const std::string g(group), t(topic);
+    using Result = absl::StatusOr<kj::Own<rpc::Subscription::Client>>;
+    Result sub = Call<Result>([&] {
+      auto req = broker_.subscribeRequest();
+      req.setGroup(Text(g));
+      req.setTopic(Text(t));
+      auto o = req.initOptions();
+      rpc::ToWire(options, o);
+      o.setMaxInFlight(options_.max_in_flight);
+      return req.send().then([](auto r) -> Result {
+        absl::Status s = rpc::FromWire(r.getStatus());
+        if (!s.ok()) return s;
+        return kj::heap<rpc::Subscription::Client>(r.getSubscription());
+      });
+    });
+    if (!sub.ok()) return sub.status();
+    return std::unique_ptr<Consumer>(
+        new RemoteConsumer(this, g, t, *std::move(sub)));
+  }
+
+  // Runs `fn` on the loop thread (for objects that live there).
+  void OnLoop(const std::function<void()>& fn) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                        [&] { executor_->executeSync([&] { fn(); }); })) {
+      (void)e;
+    }
   }
 
   // Producer calls.
@@ -365,6 +555,7 @@ class RemoteImpl final : public RemoteBroker {
   const ConnectOptions options_;
   std::thread thread_;
   CallbackRunner callbacks_;
+  CallbackRunner checks_;  // the host's checkers run here
   absl::Mutex mu_;
   const kj::Executor* executor_ = nullptr;  // set once, before use
   // Loop thread only.
@@ -372,6 +563,152 @@ class RemoteImpl final : public RemoteBroker {
   kj::TaskSet* tasks_ = nullptr;
   rpc::Broker::Client broker_ = nullptr;
 };
+
+RemoteConsumer::~RemoteConsumer() noexcept {
+  remote_->OnLoop([this] { subscription_ = nullptr; });
+}
+
+absl::StatusOr<ReceivedBatch> RemoteConsumer::Receive(size_t max_messages,
+                                                      absl::Duration wait) {
+  if (max_messages == 0) {
+    return absl::InvalidArgumentError("Receive needs max_messages >= 1");
+  }
+  using Result = absl::StatusOr<ReceivedBatch>;
+  const int64_t wait_ms =
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(wait), 0, 60000);
+  return remote_->Call<Result>([&] {
+    auto req = subscription_->receiveRequest();
+    req.setMax(static_cast<uint32_t>(std::min<size_t>(max_messages, 1 << 20)));
+    req.setWaitMs(wait_ms);
+    return req.send().then([this](auto r) -> Result {
+      absl::Status s = rpc::FromWire(r.getStatus());
+      if (!s.ok()) return s;
+      auto batch = std::make_unique<RemoteBatch>(registry_);
+      std::vector<MessageView> views;
+      for (auto d : r.getDeliveries()) {
+        auto record = std::make_unique<AlignedRecord>(d.getRecord());
+        MessageView view;
+        absl::Status decoded =
+            d.getCopyOffset() != internal::MessageViewDecoder::kNotACopy
+                ? internal::MessageViewDecoder::DecodeCopy(
+                      record->view(), topic_, d.getCopyOffset(), &view)
+                : internal::MessageViewDecoder::Decode(record->view(), topic_,
+                                                       &view);
+        if (!decoded.ok()) return decoded;
+        if (d.getCopyOffset() == internal::MessageViewDecoder::kNotACopy) {
+          internal::MessageViewDecoder::SetReconsumeTimes(
+              view, d.getReconsumeTimes());
+        }
+        views.push_back(view);
+        batch->handles.push_back(d.getHandle());
+        batch->records.push_back(std::move(record));
+      }
+      {
+        absl::MutexLock lock(&registry_->mu);
+        for (size_t i = 0; i < batch->records.size(); ++i) {
+          registry_->handles[batch->records[i]->view().data()] =
+              batch->handles[i];
+        }
+      }
+      return ReceivedBatch(std::move(views), std::move(batch));
+    });
+  });
+}
+
+absl::StatusOr<uint64_t> RemoteConsumer::HandleOf(
+    const MessageView& message) const {
+  absl::MutexLock lock(&registry_->mu);
+  auto it = registry_->handles.find(message.record().data());
+  if (it == registry_->handles.end()) {
+    return absl::InvalidArgumentError(
+        "the message was not handed out by this consumer, or its batch is "
+        "gone");
+  }
+  return it->second;
+}
+
+absl::Status RemoteConsumer::AckHandles(const std::vector<uint64_t>& handles) {
+  return remote_->Call<absl::Status>([&] {
+    auto req = subscription_->ackRequest();
+    auto list = req.initHandles(handles.size());
+    for (size_t i = 0; i < handles.size(); ++i) list.set(i, handles[i]);
+    return req.send().then([](auto r) { return rpc::FromWire(r.getStatus()); });
+  });
+}
+
+absl::Status RemoteConsumer::Ack(const MessageView& message) {
+  absl::StatusOr<uint64_t> handle = HandleOf(message);
+  if (!handle.ok()) return handle.status();
+  return AckHandles({*handle});
+}
+
+absl::Status RemoteConsumer::Ack(const ReceivedBatch& batch) {
+  if (const auto* remote = dynamic_cast<const RemoteBatch*>(batch.resources());
+      remote != nullptr) {
+    if (remote->handles.empty()) return absl::OkStatus();
+    return AckHandles(remote->handles);
+  }
+  for (const MessageView& view : batch) {
+    if (absl::Status s = Ack(view); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoteConsumer::Ack(uint32_t queue, uint64_t offset) {
+  return remote_->Call<absl::Status>([&] {
+    auto req = subscription_->ackOffsetRequest();
+    req.setQueue(queue);
+    req.setOffset(offset);
+    return req.send().then([](auto r) { return rpc::FromWire(r.getStatus()); });
+  });
+}
+
+absl::Status RemoteConsumer::ReconsumeLater(
+    const MessageView& message, std::optional<absl::Duration> delay) {
+  if (delay.has_value() && *delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ReconsumeLater needs a delay >= 0");
+  }
+  absl::StatusOr<uint64_t> handle = HandleOf(message);
+  if (!handle.ok()) return handle.status();
+  return remote_->Call<absl::Status>([&] {
+    auto req = subscription_->reconsumeLaterRequest();
+    req.setHandle(*handle);
+    req.setDelayMs(delay.has_value() ? absl::ToInt64Milliseconds(*delay) : -1);
+    return req.send().then([](auto r) { return rpc::FromWire(r.getStatus()); });
+  });
+}
+
+absl::Status RemoteConsumer::ChangeInvisibleDuration(const MessageView& message,
+                                                     absl::Duration duration) {
+  absl::StatusOr<uint64_t> handle = HandleOf(message);
+  if (!handle.ok()) return handle.status();
+  return remote_->Call<absl::Status>([&] {
+    auto req = subscription_->changeInvisibleDurationRequest();
+    req.setHandle(*handle);
+    req.setDurationMs(absl::ToInt64Milliseconds(duration));
+    return req.send().then([](auto r) { return rpc::FromWire(r.getStatus()); });
+  });
+}
+
+absl::Status RemoteConsumer::Flush() {
+  return remote_->Call<absl::Status>([&] {
+    return subscription_->flushRequest().send().then(
+        [](auto r) { return rpc::FromWire(r.getStatus()); });
+  });
+}
+
+absl::StatusOr<uint64_t> RemoteConsumer::CommittedOffset(uint32_t queue) const {
+  using Result = absl::StatusOr<uint64_t>;
+  return remote_->Call<Result>([&] {
+    auto req = subscription_->committedOffsetRequest();
+    req.setQueue(queue);
+    return req.send().then([](auto r) -> Result {
+      absl::Status s = rpc::FromWire(r.getStatus());
+      if (!s.ok()) return s;
+      return r.getOffset();
+    });
+  });
+}
 
 absl::StatusOr<SendResult> RemoteTransaction::Commit() {
   return remote_->CommitTransaction(id_);

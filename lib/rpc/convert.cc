@@ -131,6 +131,57 @@ txmq::TopicInfo FromWire(TopicInfo::Reader info) {
   return out;
 }
 
+void ToWire(const txmq::CheckPolicy& policy, CheckPolicy::Builder out) {
+  out.setTransactionTimeoutMs(
+      absl::ToInt64Milliseconds(policy.transaction_timeout));
+  out.setMaxChecks(policy.max_checks);
+  out.setFirstIntervalMs(absl::ToInt64Milliseconds(policy.first_interval));
+  out.setMaxIntervalMs(absl::ToInt64Milliseconds(policy.max_interval));
+}
+
+txmq::CheckPolicy FromWire(CheckPolicy::Reader policy) {
+  txmq::CheckPolicy out;
+  out.transaction_timeout =
+      absl::Milliseconds(policy.getTransactionTimeoutMs());
+  out.max_checks = policy.getMaxChecks();
+  out.first_interval = absl::Milliseconds(policy.getFirstIntervalMs());
+  out.max_interval = absl::Milliseconds(policy.getMaxIntervalMs());
+  return out;
+}
+
+void ToWire(const txmq::ConsumerOptions& o, ConsumerOptions::Builder out) {
+  out.setStartFrom(o.start_from == StartFrom::kLatest ? 1 : 0);
+  out.setTagFilter(Text(o.tag_filter));
+  out.setInvisibleDurationMs(absl::ToInt64Milliseconds(o.invisible_duration));
+  auto retry = out.initRetry();
+  retry.setMaxReconsumeTimes(o.retry.max_reconsume_times);
+  auto backoff = retry.initBackoffMs(o.retry.backoff.size());
+  for (size_t i = 0; i < o.retry.backoff.size(); ++i) {
+    backoff.set(i, absl::ToInt64Milliseconds(o.retry.backoff[i]));
+  }
+  out.setOrdered(o.ordered);
+  out.setBroadcasting(o.model == MessageModel::kBroadcasting);
+  out.setInstance(Text(o.instance));
+}
+
+txmq::ConsumerOptions FromWire(ConsumerOptions::Reader o) {
+  txmq::ConsumerOptions out;
+  out.start_from =
+      o.getStartFrom() == 1 ? StartFrom::kLatest : StartFrom::kEarliest;
+  out.tag_filter = Str(o.getTagFilter());
+  out.invisible_duration = absl::Milliseconds(o.getInvisibleDurationMs());
+  out.retry.max_reconsume_times = o.getRetry().getMaxReconsumeTimes();
+  out.retry.backoff.clear();
+  for (int64_t ms : o.getRetry().getBackoffMs()) {
+    out.retry.backoff.push_back(absl::Milliseconds(ms));
+  }
+  out.ordered = o.getOrdered();
+  out.model = o.getBroadcasting() ? MessageModel::kBroadcasting
+                                  : MessageModel::kClustering;
+  out.instance = Str(o.getInstance());
+  return out;
+}
+
 uint8_t ToWire(QueueSelector selector) {
   switch (selector) {
     case QueueSelector::kAuto:

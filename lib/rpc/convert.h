@@ -10,7 +10,9 @@
 #include "rpc.capnp.h"
 #include "txmq/broker.h"
 #include "txmq/message.h"
+#include "txmq/consumer.h"
 #include "txmq/producer.h"
+#include "txmq/transaction.h"
 
 namespace txmq::rpc {
 
@@ -27,6 +29,12 @@ txmq::SendResult FromWire(SendResult::Reader result);
 
 void ToWire(const txmq::TopicInfo& info, TopicInfo::Builder out);
 txmq::TopicInfo FromWire(TopicInfo::Reader info);
+
+void ToWire(const txmq::CheckPolicy& policy, CheckPolicy::Builder out);
+txmq::CheckPolicy FromWire(CheckPolicy::Reader policy);
+
+void ToWire(const txmq::ConsumerOptions& options, ConsumerOptions::Builder out);
+txmq::ConsumerOptions FromWire(ConsumerOptions::Reader options);
 
 uint8_t ToWire(QueueSelector selector);
 // Errors: INVALID_ARGUMENT for an unknown value.

@@ -28,6 +28,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "log/message_view_decoder.h"
 #include "rpc.capnp.h"
 #include "rpc/convert.h"
 #include "util/strings.h"
@@ -116,6 +118,10 @@ std::string Str(capnp::Text::Reader text) {
   return std::string(text.begin(), text.size());
 }
 
+kj::StringPtr Text(const std::string& s) {
+  return kj::StringPtr(s.c_str(), s.size());
+}
+
 class ServerImpl;
 
 // Runs `call` on the worker pool; the promise resolves on the loop thread
@@ -133,7 +139,9 @@ kj::Promise<T> OnWorker(WorkerPool& pool, std::function<T()> call) {
 
 class BrokerService final : public rpc::Broker::Server {
  public:
-  explicit BrokerService(ServerImpl* server) : server_(server) {}
+  // `connection`: the connection this broker capability was given on.
+  BrokerService(ServerImpl* server, uint64_t connection)
+      : server_(server), connection_(connection) {}
 
   kj::Promise<void> createTopic(CreateTopicContext context) override;
   kj::Promise<void> deleteTopic(DeleteTopicContext context) override;
@@ -144,20 +152,46 @@ class BrokerService final : public rpc::Broker::Server {
   kj::Promise<void> begin(BeginContext context) override;
   kj::Promise<void> commit(CommitContext context) override;
   kj::Promise<void> rollback(RollbackContext context) override;
+  kj::Promise<void> registerChecker(RegisterCheckerContext context) override;
+  kj::Promise<void> unregisterChecker(
+      UnregisterCheckerContext context) override;
+  kj::Promise<void> subscribe(SubscribeContext context) override;
 
  private:
   ServerImpl* const server_;
+  const uint64_t connection_;
 };
 
 class GateService final : public rpc::Gate::Server {
  public:
-  GateService(ServerImpl* server, bool token_required)
-      : server_(server), token_required_(token_required) {}
+  GateService(ServerImpl* server, bool token_required, uint64_t connection)
+      : server_(server),
+        token_required_(token_required),
+        connection_(connection) {}
   kj::Promise<void> login(LoginContext context) override;
 
  private:
   ServerImpl* const server_;
   const bool token_required_;
+  const uint64_t connection_;
+};
+
+// How long the broker waits for a remote checker's answer before it counts
+// as unknown (and is asked again later, with back-off).
+constexpr auto kRemoteCheckTimeout = 30 * kj::SECONDS;
+
+// The checker the broker holds for a group whose checker is a client's:
+// each Check asks that client, through the server's loop.
+class RemoteChecker final : public TransactionChecker {
+ public:
+  RemoteChecker(ServerImpl* server, std::string group, uint64_t id)
+      : server_(server), group_(std::move(group)), id_(id) {}
+  TransactionState Check(const HalfMessage& half) override;
+
+ private:
+  ServerImpl* const server_;
+  const std::string group_;
+  const uint64_t id_;
 };
 
 class ServerImpl final : public RpcServer {
@@ -168,6 +202,127 @@ class ServerImpl final : public RpcServer {
         pool_(std::max<size_t>(1, options.worker_threads)) {}
 
   ~ServerImpl() noexcept override { Stop(); }
+
+  // ---- remote checkers
+  //
+  // Two registries: the loop's (`checkers_`, loop thread only: the client
+  // capabilities) and the broker's (RegisterChecker, done on a worker under
+  // `checkers_mu_`). A registration has an id; a RemoteChecker asks only
+  // the capability of its own id, and a closing connection unregisters a
+  // group only while the group is still its registration.
+
+  // Loop thread. Records `checker` for `group` (replacing any) and returns
+  // the registration's id.
+  uint64_t AddChecker(const std::string& group, uint64_t connection,
+                      rpc::TransactionChecker::Client checker) {
+    const uint64_t id = ++next_registration_;
+    checkers_.erase(group);
+    checkers_.emplace(
+        group, CheckerEntry{
+                   id, connection,
+                   kj::heap<rpc::TransactionChecker::Client>(kj::mv(checker))});
+    return id;
+  }
+
+  // Worker thread: registers (or, with `checker` null, unregisters) with
+  // the broker, unless a newer registration of the group came first.
+  absl::Status ApplyChecker(const std::string& group, uint64_t id,
+                            const CheckPolicy* policy, bool remove) {
+    absl::MutexLock lock(&checkers_mu_);
+    auto it = registered_.find(group);
+    if (remove) {
+      if (it == registered_.end() || it->second != id) return absl::OkStatus();
+      registered_.erase(it);
+      return broker_.UnregisterChecker(group);
+    }
+    if (it != registered_.end() && it->second > id) return absl::OkStatus();
+    absl::Status s = broker_.RegisterChecker(
+        group, std::make_shared<RemoteChecker>(this, group, id), *policy);
+    if (s.ok()) registered_[group] = id;
+    return s;
+  }
+
+  // Loop thread: the group's registration of `connection`, if it is current.
+  std::optional<uint64_t> CheckerOf(const std::string& group,
+                                    uint64_t connection) {
+    auto it = checkers_.find(group);
+    if (it == checkers_.end() || it->second.connection != connection) {
+      return std::nullopt;
+    }
+    return it->second.id;
+  }
+
+  // Loop thread: forgets the capability of registration `id`.
+  void DropChecker(const std::string& group, uint64_t id) {
+    auto it = checkers_.find(group);
+    if (it != checkers_.end() && it->second.id == id) checkers_.erase(it);
+  }
+
+  // A check-back thread of the broker: asks the client (through the loop).
+  TransactionState CheckRemotely(const std::string& group, uint64_t id,
+                                 const HalfMessage& half) {
+    const kj::Executor* executor = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      executor = executor_;
+    }
+    if (executor == nullptr) return TransactionState::kUnknown;
+    const std::string record(half.message.record());
+    TransactionState state = TransactionState::kUnknown;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                   state = executor->executeSync(
+                       [&]() -> kj::Promise<TransactionState> {
+                         auto it = checkers_.find(group);
+                         if (it == checkers_.end() || it->second.id != id) {
+                           return TransactionState::kUnknown;
+                         }
+                         auto req = it->second.cap->checkRequest();
+                         auto h = req.initHalf();
+                         h.setTransactionId(capnp::Data::Reader(
+                             half.id.bytes().data(), TransactionId::kSize));
+                         h.setGroup(Text(half.group));
+                         h.setBeginTimeMs(absl::ToUnixMillis(half.begin_time));
+                         h.setChecks(half.checks);
+                         h.setRecord(capnp::Data::Reader(
+                             reinterpret_cast<const kj::byte*>(record.data()),
+                             record.size()));
+                         return timer_
+                             ->timeoutAfter(kRemoteCheckTimeout, req.send())
+                             .then(
+                                 [](auto r) {
+                                   switch (r.getState()) {
+                                     case 1:
+                                       return TransactionState::kCommit;
+                                     case 2:
+                                       return TransactionState::kRollback;
+                                   }
+                                   return TransactionState::kUnknown;
+                                 },
+                                 [](kj::Exception&&) {
+                                   return TransactionState::kUnknown;
+                                 });
+                       });
+                 })) {
+      (void)e;  // the loop is gone: unknown, asked again later
+    }
+    return state;
+  }
+
+  // Loop thread: a connection closed; its checkers stop answering.
+  void ConnectionClosed(uint64_t connection) {
+    for (auto it = checkers_.begin(); it != checkers_.end();) {
+      if (it->second.connection != connection) {
+        ++it;
+        continue;
+      }
+      const std::string group = it->first;
+      const uint64_t id = it->second.id;
+      it = checkers_.erase(it);
+      pool_.Submit([this, group, id] {
+        ApplyChecker(group, id, nullptr, /*remove=*/true).IgnoreError();
+      });
+    }
+  }
 
   absl::Status Start() {
     std::promise<absl::Status> started;
@@ -189,6 +344,16 @@ class ServerImpl final : public RpcServer {
       stopped_ = true;
       executor = executor_;
     }
+    // The broker outlives this server: take the remote checkers back from
+    // it first (a check in progress finishes through the loop, still
+    // running).
+    {
+      absl::MutexLock lock(&checkers_mu_);
+      for (const auto& [group, id] : registered_) {
+        broker_.UnregisterChecker(group).IgnoreError();
+      }
+      registered_.clear();
+    }
     // Not under mu_: the loop thread takes it (ProducerFor).
     if (executor != nullptr) {
       executor->executeSync([this] { stop_->fulfill(); });
@@ -206,6 +371,14 @@ class ServerImpl final : public RpcServer {
   }
 
   const std::string& address() const override { return address_; }
+
+  RpcServerStats Stats() const override {
+    RpcServerStats stats;
+    stats.connections = open_connections_.load(std::memory_order_relaxed);
+    absl::MutexLock lock(&checkers_mu_);
+    stats.remote_checkers = registered_.size();
+    return stats;
+  }
 
   Broker& broker() { return broker_; }
   WorkerPool& pool() { return pool_; }
@@ -299,6 +472,7 @@ class ServerImpl final : public RpcServer {
       return;
     }
     kj::AsyncIoContext io = kj::setupAsyncIo();
+    timer_ = &io.provider->getTimer();
     kj::Own<kj::ConnectionReceiver> listener;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
                    if (is_unix) ::unlink(socket_path_.c_str());  // a stale one
@@ -350,12 +524,17 @@ class ServerImpl final : public RpcServer {
             if (is_unix && !options_.unix_any_user && !SameUser(*stream)) {
               return accept();  // dropped: another user's process
             }
+            const uint64_t id = ++next_connection_;
+            open_connections_.fetch_add(1, std::memory_order_relaxed);
             capnp::Capability::Client gate =
-                kj::heap<GateService>(this, token_required);
+                kj::heap<GateService>(this, token_required, id);
             auto connection = kj::heap<Connection>(kj::mv(stream), kj::mv(gate),
                                                    reader_options);
             auto done = connection->network.onDisconnect();
-            connections.add(done.attach(kj::mv(connection)));
+            connections.add(done.attach(kj::mv(connection)).then([this, id] {
+              open_connections_.fetch_sub(1, std::memory_order_relaxed);
+              ConnectionClosed(id);
+            }));
             return accept();
           });
     };
@@ -364,6 +543,7 @@ class ServerImpl final : public RpcServer {
       absl::MutexLock lock(&mu_);
       executor_ = nullptr;
     }
+    checkers_.clear();
     // Leaving the scope destroys the connections (clients see a
     // disconnect) and the listener.
   }
@@ -397,7 +577,25 @@ class ServerImpl final : public RpcServer {
   int sends_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::pair<std::string, int>, std::unique_ptr<Producer>> producers_
       ABSL_GUARDED_BY(mu_);
+
+  // Loop thread only.
+  kj::Timer* timer_ = nullptr;
+  uint64_t next_connection_ = 0;
+  struct CheckerEntry {
+    uint64_t id;
+    uint64_t connection;
+    kj::Own<rpc::TransactionChecker::Client> cap;
+  };
+  std::map<std::string, CheckerEntry> checkers_;
+  std::atomic<uint64_t> next_registration_{0};
+  mutable absl::Mutex checkers_mu_;
+  std::map<std::string, uint64_t> registered_ ABSL_GUARDED_BY(checkers_mu_);
+  std::atomic<uint64_t> open_connections_{0};
 };
+
+TransactionState RemoteChecker::Check(const HalfMessage& half) {
+  return server_->CheckRemotely(group_, id_, half);
+}
 
 kj::Promise<void> GateService::login(LoginContext context) {
   const capnp::Text::Reader token = context.getParams().getToken();
@@ -412,7 +610,7 @@ kj::Promise<void> GateService::login(LoginContext context) {
     return kj::READY_NOW;
   }
   rpc::ToWire(absl::OkStatus(), results.initStatus());
-  results.setBroker(kj::heap<BrokerService>(server_));
+  results.setBroker(kj::heap<BrokerService>(server_, connection_));
   return kj::READY_NOW;
 }
 
@@ -591,6 +789,243 @@ kj::Promise<void> BrokerService::rollback(RollbackContext context) {
              server_->pool(),
              [&broker, id = *id] { return broker.RollbackTransaction(id); })
       .then([context](absl::Status s) mutable { Answer(context, s); });
+}
+
+kj::Promise<void> BrokerService::registerChecker(
+    RegisterCheckerContext context) {
+  auto p = context.getParams();
+  const std::string group = Str(p.getGroup());
+  const CheckPolicy policy = rpc::FromWire(p.getPolicy());
+  const uint64_t id = server_->AddChecker(group, connection_, p.getChecker());
+  ServerImpl* server = server_;
+  return OnWorker<absl::Status>(server_->pool(),
+                                [server, group, id, policy] {
+                                  return server->ApplyChecker(
+                                      group, id, &policy, /*remove=*/false);
+                                })
+      .then([context, server, group, id](absl::Status s) mutable {
+        if (!s.ok()) server->DropChecker(group, id);
+        Answer(context, s);
+      });
+}
+
+kj::Promise<void> BrokerService::unregisterChecker(
+    UnregisterCheckerContext context) {
+  const std::string group = Str(context.getParams().getGroup());
+  std::optional<uint64_t> id = server_->CheckerOf(group, connection_);
+  if (!id.has_value()) {
+    Answer(context,
+           absl::NotFoundError(absl::StrFormat(
+               "this connection has no checker for group '%s'", group)));
+    return kj::READY_NOW;
+  }
+  server_->DropChecker(group, *id);
+  ServerImpl* server = server_;
+  return OnWorker<absl::Status>(server_->pool(),
+                                [server, group, id = *id] {
+                                  return server->ApplyChecker(
+                                      group, id, nullptr, /*remove=*/true);
+                                })
+      .then([context](absl::Status s) mutable { Answer(context, s); });
+}
+
+// A remote consumer: one Consumer of the broker, its receives on a thread
+// of its own (a receive waits), and the messages it handed out and that are
+// not settled yet (acknowledged, given back, or past their invisible time),
+// at most `max_in_flight`, with their batches kept alive until then.
+class SubscriptionService final : public rpc::Subscription::Server {
+ public:
+  SubscriptionService(ServerImpl* server, std::unique_ptr<Consumer> consumer,
+                      uint32_t max_in_flight, absl::Duration invisible)
+      : server_(server),
+        consumer_(std::move(consumer)),
+        receiver_(std::make_unique<WorkerPool>(1)),
+        max_in_flight_(max_in_flight),
+        invisible_(invisible) {}
+
+  ~SubscriptionService() noexcept {
+    // Batches before their consumer; the receive thread may still wait in
+    // Receive (up to its wait), so both end on a worker, not here on the
+    // loop.
+    in_flight_.clear();
+    server_->pool().Submit(
+        [consumer = std::shared_ptr<Consumer>(std::move(consumer_)),
+         receiver = std::shared_ptr<WorkerPool>(std::move(receiver_))] {
+          receiver->Stop();
+        });
+  }
+
+  kj::Promise<void> receive(ReceiveContext context) override {
+    auto p = context.getParams();
+    Prune();
+    const size_t room = in_flight_.size() >= max_in_flight_
+                            ? 0
+                            : max_in_flight_ - in_flight_.size();
+    const size_t n = std::min<size_t>(p.getMax(), room);
+    if (n == 0 || receiving_) {
+      // Full (settle some first), or another receive is waiting.
+      Answer(context, absl::OkStatus());
+      context.getResults().initDeliveries(0);
+      return kj::READY_NOW;
+    }
+    receiving_ = true;
+    const absl::Duration wait =
+        absl::Milliseconds(std::clamp<int64_t>(p.getWaitMs(), 0, 60000));
+    using Result = absl::StatusOr<std::shared_ptr<ReceivedBatch>>;
+    Consumer* consumer = consumer_.get();
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
+    auto fulfiller =
+        std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Result>>>(
+            kj::mv(paf.fulfiller));
+    receiver_->Submit([fulfiller, consumer, n, wait] {
+      absl::StatusOr<ReceivedBatch> batch = consumer->Receive(n, wait);
+      if (!batch.ok()) {
+        (*fulfiller)->fulfill(Result(batch.status()));
+      } else {
+        (*fulfiller)
+            ->fulfill(
+                Result(std::make_shared<ReceivedBatch>(*std::move(batch))));
+      }
+    });
+    return paf.promise.then([this, context](Result r) mutable {
+      receiving_ = false;
+      Answer(context, r.status());
+      if (!r.ok()) return;
+      const std::shared_ptr<ReceivedBatch>& batch = *r;
+      auto list = context.getResults().initDeliveries(batch->size());
+      const absl::Time now = absl::Now();
+      for (size_t i = 0; i < batch->size(); ++i) {
+        const MessageView& view = (*batch)[i];
+        const uint64_t handle = ++next_handle_;
+        list[i].setHandle(handle);
+        const std::string_view record = view.record();
+        list[i].setRecord(capnp::Data::Reader(
+            reinterpret_cast<const kj::byte*>(record.data()), record.size()));
+        list[i].setReconsumeTimes(view.reconsume_times());
+        list[i].setCopyOffset(internal::MessageViewDecoder::CopyOffset(view));
+        in_flight_.emplace(handle, Held{batch, i, now});
+      }
+    });
+  }
+
+  kj::Promise<void> ack(AckContext context) override {
+    absl::Status status;
+    for (uint64_t handle : context.getParams().getHandles()) {
+      auto it = in_flight_.find(handle);
+      if (it == in_flight_.end()) continue;  // settled or timed out already
+      absl::Status s = consumer_->Ack(it->second.view());
+      if (!s.ok() && status.ok()) status = s;
+      in_flight_.erase(it);
+    }
+    Answer(context, status);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> ackOffset(AckOffsetContext context) override {
+    auto p = context.getParams();
+    Answer(context, consumer_->Ack(p.getQueue(), p.getOffset()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> reconsumeLater(ReconsumeLaterContext context) override {
+    auto p = context.getParams();
+    auto it = in_flight_.find(p.getHandle());
+    if (it == in_flight_.end()) {
+      Answer(context, Unknown(p.getHandle()));
+      return kj::READY_NOW;
+    }
+    std::optional<absl::Duration> delay;
+    if (p.getDelayMs() >= 0) delay = absl::Milliseconds(p.getDelayMs());
+    Answer(context, consumer_->ReconsumeLater(it->second.view(), delay));
+    in_flight_.erase(it);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> changeInvisibleDuration(
+      ChangeInvisibleDurationContext context) override {
+    auto p = context.getParams();
+    auto it = in_flight_.find(p.getHandle());
+    if (it == in_flight_.end()) {
+      Answer(context, Unknown(p.getHandle()));
+      return kj::READY_NOW;
+    }
+    const absl::Duration d = absl::Milliseconds(p.getDurationMs());
+    absl::Status s = consumer_->ChangeInvisibleDuration(it->second.view(), d);
+    if (s.ok()) it->second.handed_out = absl::Now() + d - invisible_;
+    Answer(context, s);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> flush(FlushContext context) override {
+    Consumer* consumer = consumer_.get();
+    return OnWorker<absl::Status>(server_->pool(),
+                                  [consumer] { return consumer->Flush(); })
+        .then([context](absl::Status s) mutable { Answer(context, s); });
+  }
+
+  kj::Promise<void> committedOffset(CommittedOffsetContext context) override {
+    absl::StatusOr<uint64_t> offset =
+        consumer_->CommittedOffset(context.getParams().getQueue());
+    Answer(context, offset.status());
+    if (offset.ok()) context.getResults().setOffset(*offset);
+    return kj::READY_NOW;
+  }
+
+ private:
+  struct Held {
+    std::shared_ptr<ReceivedBatch> batch;
+    size_t index;
+    absl::Time handed_out;
+    const MessageView& view() const { return (*batch)[index]; }
+  };
+
+  static absl::Status Unknown(uint64_t handle) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "message handle %d is settled already or its invisible time ran out",
+        handle));
+  }
+
+  // Forgets what is past its invisible time: the broker delivers it again
+  // (maybe to another consumer), and it no longer counts in flight.
+  void Prune() {
+    const absl::Time cutoff = absl::Now() - invisible_;
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      it = it->second.handed_out < cutoff ? in_flight_.erase(it) : ++it;
+    }
+  }
+
+  ServerImpl* const server_;
+  std::unique_ptr<Consumer> consumer_;
+  std::unique_ptr<WorkerPool> receiver_;
+  const uint32_t max_in_flight_;
+  const absl::Duration invisible_;
+  // Loop thread only.
+  bool receiving_ = false;
+  uint64_t next_handle_ = 0;
+  std::map<uint64_t, Held> in_flight_;
+};
+
+kj::Promise<void> BrokerService::subscribe(SubscribeContext context) {
+  auto p = context.getParams();
+  const std::string group = Str(p.getGroup());
+  const std::string topic = Str(p.getTopic());
+  const ConsumerOptions options = rpc::FromWire(p.getOptions());
+  const uint32_t max_in_flight =
+      std::clamp<uint32_t>(p.getOptions().getMaxInFlight(), 1, 65536);
+  Broker& broker = server_->broker();
+  using Result = absl::StatusOr<std::unique_ptr<Consumer>>;
+  ServerImpl* server = server_;
+  return OnWorker<Result>(server_->pool(),
+                          [&broker, group, topic, options] {
+                            return broker.CreateConsumer(group, topic, options);
+                          })
+      .then([context, server, max_in_flight,
+             invisible = options.invisible_duration](Result r) mutable {
+        Answer(context, r.status());
+        if (!r.ok()) return;
+        context.getResults().setSubscription(kj::heap<SubscriptionService>(
+            server, *std::move(r), max_in_flight, invisible));
+      });
 }
 
 }  // namespace

@@ -57,6 +57,69 @@ struct TopicInfo {
   queues @4 :List(QueueInfo);
 }
 
+struct CheckPolicy {
+  transactionTimeoutMs @0 :Int64;
+  maxChecks @1 :UInt32;
+  firstIntervalMs @2 :Int64;
+  maxIntervalMs @3 :Int64;
+}
+
+struct HalfMessage {
+  transactionId @0 :Data;
+  group @1 :Text;
+  beginTimeMs @2 :Int64;
+  checks @3 :UInt32;
+  record @4 :Data;     # the half message's stored record (record.capnp)
+}
+
+# Implemented by a client: the broker asks it about a transaction whose
+# outcome it does not know (TransactionChecker::Check).
+interface TransactionChecker {
+  check @0 (half :HalfMessage) -> (state :UInt8);  # 0 unknown, 1 commit,
+                                                   # 2 rollback
+}
+
+struct RetryPolicy {
+  maxReconsumeTimes @0 :UInt32;
+  backoffMs @1 :List(Int64);   # as RetryPolicy::backoff
+}
+
+struct ConsumerOptions {
+  startFrom @0 :UInt8;          # 0 earliest, 1 latest
+  tagFilter @1 :Text;
+  invisibleDurationMs @2 :Int64;
+  retry @3 :RetryPolicy;
+  ordered @4 :Bool;
+  broadcasting @5 :Bool;
+  instance @6 :Text;
+  maxInFlight @7 :UInt32;       # received and not yet settled, at most
+}
+
+struct Delivery {
+  handle @0 :UInt64;            # names the message in ack and the like
+  record @1 :Data;              # the stored record (lib/schema/record.capnp)
+  reconsumeTimes @2 :UInt32;
+  copyOffset @3 :UInt64;        # a copy from the group's retry queue: where
+                                # it was read there; else 2^64-1
+}
+
+# A consumer of one topic in one group, held by a client. Pull-based flow
+# control: receive returns at most `maxInFlight` messages not yet acked,
+# reconsumed or timed out (invisible duration), so a slow consumer makes
+# the server hold no more than that.
+interface Subscription {
+  receive @0 (max :UInt32, waitMs :Int64)
+      -> (status :Status, deliveries :List(Delivery));
+  ack @1 (handles :List(UInt64)) -> (status :Status);
+  ackOffset @2 (queue :UInt32, offset :UInt64) -> (status :Status);
+  reconsumeLater @3 (handle :UInt64, delayMs :Int64) -> (status :Status);
+                                               # delayMs -1: the policy's
+  changeInvisibleDuration @4 (handle :UInt64, durationMs :Int64)
+      -> (status :Status);
+  flush @5 () -> (status :Status);
+  committedOffset @6 (queue :UInt32) -> (status :Status, offset :UInt64);
+}
+
 # The first capability a connection gets. Over TCP the server requires the
 # shared token (a Unix socket is guarded by its file permissions: `token`
 # may then be empty).
@@ -88,4 +151,14 @@ interface Broker {
       -> (status :Status, transactionId :Data);
   commit @7 (transactionId :Data) -> (status :Status, result :SendResult);
   rollback @8 (transactionId :Data) -> (status :Status);
+
+  # The checker of a producer group lives in the client: the broker calls
+  # it back for check-backs until this connection closes (then the group
+  # has no checker until one registers again) or another registers.
+  registerChecker @9 (group :Text, checker :TransactionChecker,
+                      policy :CheckPolicy) -> (status :Status);
+  unregisterChecker @10 (group :Text) -> (status :Status);
+
+  subscribe @11 (group :Text, topic :Text, options :ConsumerOptions)
+      -> (status :Status, subscription :Subscription);
 }

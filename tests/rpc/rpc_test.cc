@@ -196,6 +196,150 @@ TEST_F(RpcTest, AHalfMessageLeftByTheClientIsResolvedByTheCheckBack) {
   EXPECT_EQ(Bodies(), std::vector<std::string>{"orphan"});
 }
 
+TEST_F(RpcTest, RemoteConsumersReceiveAndAcknowledge) {
+  for (int i = 0; i < 10; ++i) {
+    TXMQ_ASSERT_OK(producer_->Send(
+        {.topic = topic_, .key = "k", .body = "m" + std::to_string(i)}));
+  }
+  auto consumer = remote_->CreateConsumer("billing", topic_);
+  TXMQ_ASSERT_OK(consumer);
+  std::vector<std::string> got;
+  while (got.size() < 10) {
+    auto batch = (*consumer)->Receive(4, absl::Seconds(5));
+    TXMQ_ASSERT_OK(batch);
+    ASSERT_FALSE(batch->empty());
+    for (const MessageView& m : *batch) {
+      got.emplace_back(m.body());
+      EXPECT_EQ(m.topic(), topic_);
+      EXPECT_EQ(m.key(), "k");
+    }
+    TXMQ_ASSERT_OK((*consumer)->Ack(*batch));
+  }
+  EXPECT_EQ(got.front(), "m0");  // one key: one queue, in order
+  EXPECT_EQ(got.back(), "m9");
+  TXMQ_ASSERT_OK((*consumer)->Flush());
+  auto lag = broker_->DescribeGroup("billing", topic_);
+  TXMQ_ASSERT_OK(lag);
+  EXPECT_EQ(lag->total(), 0u);
+  uint64_t committed = 0;
+  for (uint32_t q = 0; q < queues_; ++q) {
+    committed += *(*consumer)->CommittedOffset(q);
+  }
+  EXPECT_EQ(committed, 10u);
+  EXPECT_TRUE(
+      absl::IsNotFound(remote_->CreateConsumer("billing", "nope").status()));
+}
+
+TEST_F(RpcTest, ASlowConsumerHoldsAtMostItsWindow) {
+  auto remote = RemoteBroker::Connect(server_->address(), {.max_in_flight = 5});
+  TXMQ_ASSERT_OK(remote);
+  for (int i = 0; i < 20; ++i) {
+    TXMQ_ASSERT_OK(producer_->Send({.topic = topic_, .body = "x"}));
+  }
+  auto consumer = (*remote)->CreateConsumer("slow", topic_);
+  TXMQ_ASSERT_OK(consumer);
+  auto first = (*consumer)->Receive(100, absl::Seconds(5));
+  TXMQ_ASSERT_OK(first);
+  EXPECT_EQ(first->size(), 5u);
+  auto none = (*consumer)->Receive(100, absl::ZeroDuration());
+  TXMQ_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());  // the window is full until some are settled
+  TXMQ_ASSERT_OK((*consumer)->Ack((*first)[0]));
+  TXMQ_ASSERT_OK((*consumer)->Ack((*first)[1]));
+  auto two = (*consumer)->Receive(100, absl::Seconds(5));
+  TXMQ_ASSERT_OK(two);
+  EXPECT_EQ(two->size(), 2u);
+  // A batch is a copy: it outlives anything on the server.
+  EXPECT_EQ((*first)[4].body(), "x");
+  consumer->reset();
+}
+
+TEST_F(RpcTest, RemoteRetriesAndInvisibleTime) {
+  ConsumerOptions options;
+  options.retry.backoff = {absl::Seconds(1)};
+  auto consumer = remote_->CreateConsumer("retrying", topic_, options);
+  TXMQ_ASSERT_OK(consumer);
+  TXMQ_ASSERT_OK(producer_->Send({.topic = topic_, .body = "again"}));
+  auto batch = (*consumer)->Receive(10, absl::Seconds(5));
+  TXMQ_ASSERT_OK(batch);
+  ASSERT_EQ(batch->size(), 1u);
+  const MessageId id = (*batch)[0].id();
+  TXMQ_ASSERT_OK(
+      (*consumer)->ChangeInvisibleDuration((*batch)[0], absl::Minutes(5)));
+  TXMQ_ASSERT_OK((*consumer)->ReconsumeLater((*batch)[0], std::nullopt));
+  EXPECT_FALSE((*consumer)->ReconsumeLater((*batch)[0], std::nullopt).ok());
+  clock_->Advance(absl::Seconds(2));
+  ReceivedBatch again;
+  ASSERT_TRUE(Eventually([&] {
+    auto b = (*consumer)->Receive(10, absl::Milliseconds(100));
+    if (!b.ok() || b->empty()) return false;
+    again = *std::move(b);
+    return true;
+  }));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id(), id);  // the original's id, as in process
+  EXPECT_EQ(again[0].reconsume_times(), 1u);
+  EXPECT_EQ(again[0].body(), "again");
+  TXMQ_ASSERT_OK((*consumer)->Ack(again));
+  batch->messages();
+  EXPECT_TRUE(absl::IsInvalidArgument((*consumer)->Ack(MessageView())));
+}
+
+TEST_F(RpcTest, ARemoteCheckerAnswersCheckBacksUntilItsClientLeaves) {
+  class Commits : public TransactionChecker {
+   public:
+    TransactionState Check(const HalfMessage& half) override {
+      ++calls;
+      body = std::string(half.message.body());
+      return TransactionState::kCommit;
+    }
+    std::atomic<int> calls{0};
+    std::string body;
+  };
+  auto checker = std::make_shared<Commits>();
+  CheckPolicy policy;
+  policy.first_interval = absl::Seconds(1);
+  TXMQ_ASSERT_OK(remote_->RegisterChecker("orders-tx", checker, policy));
+  auto producer = remote_->CreateProducer({.group = "orders-tx"});
+  {
+    auto txn = (*producer)->Begin({.topic = topic_, .body = "checked"},
+                                  {.first_check = absl::Seconds(1)});
+    TXMQ_ASSERT_OK(txn);
+  }
+  clock_->Advance(absl::Seconds(2));
+  EXPECT_TRUE(Eventually([&] { return Count() == 1; }));
+  EXPECT_EQ(checker->calls.load(), 1);
+  EXPECT_EQ(checker->body, "checked");
+  // Its client gone, the group has no checker: nothing is checked (and no
+  // check is counted) until one registers again.
+  {
+    auto txn = (*producer)->Begin({.topic = topic_, .body = "waits"},
+                                  {.first_check = absl::Seconds(1)});
+    TXMQ_ASSERT_OK(txn);
+  }
+  EXPECT_EQ(server_->Stats().remote_checkers, 1u);
+  producer->reset();
+  remote_.reset();
+  ASSERT_TRUE(
+      Eventually([&] { return server_->Stats().remote_checkers == 0; }));
+  EXPECT_EQ(server_->Stats().connections, 0u);
+  clock_->Advance(absl::Seconds(2));
+  Settle();
+  auto pending = broker_->ListTransactions();
+  TXMQ_ASSERT_OK(pending);
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].checks, 0u);
+  EXPECT_EQ(Count(), 1u);
+  // A new client registers: checked and committed.
+  auto again = RemoteBroker::Connect(server_->address());
+  TXMQ_ASSERT_OK(again);
+  TXMQ_ASSERT_OK((*again)->RegisterChecker("orders-tx", checker, policy));
+  clock_->Advance(absl::Seconds(2));
+  EXPECT_TRUE(Eventually([&] { return Count() == 2; }));
+  TXMQ_ASSERT_OK((*again)->UnregisterChecker("orders-tx"));
+  EXPECT_TRUE(absl::IsNotFound((*again)->UnregisterChecker("orders-tx")));
+}
+
 TEST_F(RpcTest, UnixSocketIsOwnerOnly) {
   struct stat st;
   ASSERT_EQ(::stat(tmp_.Sub("mq.sock").c_str(), &st), 0);
