@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
@@ -43,6 +44,7 @@
 #include "cli/parse.h"
 #include "txmq/broker.h"
 #include "txmq/inspector.h"
+#include "txmq/rpc_server.h"
 
 namespace txmq::cli {
 namespace {
@@ -1069,6 +1071,57 @@ int Verify(const Context& ctx) {
   return 0;
 }
 
+// ---------------------------------------------------------------- serve
+
+// The token in `path`: its first line, which must not be empty.
+std::string ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw CommandError{
+        absl::StrFormat("cannot read the token file '%s'", path)};
+  }
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) {
+    token.pop_back();
+  }
+  if (token.empty()) {
+    throw CommandError{absl::StrFormat(
+        "the token file '%s' is empty; put a long random secret in its first "
+        "line (for example: head -c 32 /dev/urandom | base64)",
+        path)};
+  }
+  return token;
+}
+
+// Opens the directory, serves it until SIGINT or SIGTERM, then stops
+// gracefully.
+void Serve(const Context& ctx, const std::string& listen,
+           const std::string& token_file, bool insecure_no_token) {
+  ServeOptions serve{.listen = listen, .insecure_no_token = insecure_no_token};
+  if (!token_file.empty()) serve.token = ReadToken(token_file);
+  CancelOnSignal cancel;
+  auto broker = ctx.Write(/*may_create=*/true);
+  CLI_TRY(std::unique_ptr<RpcServer> server, RpcServer::Start(*broker, serve));
+  if (ctx.json) {
+    std::printf(
+        "%s\n",
+        Dump(Json{{"serving", ctx.data}, {"address", server->address()}}, -1)
+            .c_str());
+  } else {
+    std::printf("serving %s on %s (Ctrl-C stops)\n", ctx.data.c_str(),
+                server->address().c_str());
+  }
+  CheckStdout();
+  while (!interrupted.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  server->Stop();
+  server.reset();
+  broker.reset();
+  if (!ctx.json) std::printf("stopped\n");
+}
+
 // ---------------------------------------------------------------- main
 
 int Main(int argc, char** argv) {
@@ -1334,6 +1387,25 @@ int Main(int argc, char** argv) {
                    "(default: all)")
       ->check(CLI::PositiveNumber);
   redrive->callback(set([&] { DlqRedrive(ctx, group, redrive_max); }));
+
+  // serve
+  std::string listen, token_file;
+  bool insecure_no_token = false;
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "open the directory and serve it to other processes over "
+      "Cap'n Proto RPC (txmq::RemoteBroker) until Ctrl-C");
+  serve
+      ->add_option("--listen", listen,
+                   "unix:/path/to/socket (owner-only) or host:port")
+      ->required();
+  serve->add_option("--token-file", token_file,
+                    "a file whose first line is the shared token clients "
+                    "must present (required for a non-loopback address)");
+  serve->add_flag("--insecure-no-token", insecure_no_token,
+                  "serve a non-loopback address without a token");
+  serve->callback(
+      set([&] { Serve(ctx, listen, token_file, insecure_no_token); }));
 
   // verify
   app.add_subcommand("verify",

@@ -8,6 +8,9 @@
 //       threads until killed. After each send that returned OK it appends
 //       "<id> <queue> <offset>\n" to SIDEFILE (O_APPEND, one write per
 //       line), so the file lists acknowledged messages only.
+//   txmq_test_child remote-begin ADDRESS GROUP TOPIC
+//       connects to a txmq server, begins a transaction (first check after
+//       200 ms), prints "ready", and waits to be killed.
 //   txmq_test_child read DIR
 //       opens DIR with an Inspector, prints "ready" from inside a Verify
 //       (a read transaction open), and waits to be killed.
@@ -35,6 +38,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "txmq/remote_broker.h"
 #include "txmq/txmq.h"
 
 namespace {
@@ -179,6 +183,22 @@ int Read(const std::string& dir) {
   return Die("Verify returned");
 }
 
+// Connects to a txmq server at ADDR, begins a transaction of producer
+// group GROUP on TOPIC (first check after 200 ms), prints "ready", and
+// waits to be killed: a remote producer that dies between Begin and Commit.
+int RemoteBegin(const std::string& address, const std::string& group,
+                const std::string& topic) {
+  auto remote = txmq::RemoteBroker::Connect(address);
+  if (!remote.ok()) return Die(remote.status().ToString());
+  auto producer = (*remote)->CreateProducer({.group = group});
+  if (!producer.ok()) return Die(producer.status().ToString());
+  auto txn = (*producer)->Begin({.topic = topic, .body = "orphaned"},
+                                {.first_check = absl::Milliseconds(200)});
+  if (!txn.ok()) return Die(txn.status().ToString());
+  Ready();
+  while (true) pause();
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "hold") return Hold(args[1]);
@@ -187,6 +207,9 @@ int main(int argc, char** argv) {
                 args[4] == "sync");
   }
   if (args.size() == 2 && args[0] == "read") return Read(args[1]);
+  if (args.size() == 4 && args[0] == "remote-begin") {
+    return RemoteBegin(args[1], args[2], args[3]);
+  }
   if (args.size() == 4 && args[0] == "topics") {
     return Topics(args[1], std::atoi(args[2].c_str()),
                   std::atoi(args[3].c_str()));
@@ -196,5 +219,6 @@ int main(int argc, char** argv) {
   }
   return Die(
       "usage: hold DIR | send DIR SIDEFILE THREADS sync|async | consume DIR "
-      "SIDEFILE THREADS | topics DIR COUNT QUEUES | read DIR");
+      "SIDEFILE THREADS | topics DIR COUNT QUEUES | read DIR | remote-begin "
+      "ADDRESS GROUP TOPIC");
 }
