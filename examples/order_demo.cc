@@ -22,9 +22,12 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "order_db.h"
 #include "txmq/txmq.h"
 
 namespace {
+
+using txmq_examples::OrderDb;
 
 void Say(const std::string& who, const std::string& what) {
   static absl::Mutex mu;
@@ -37,42 +40,6 @@ int Fail(const absl::Status& status) {
   std::fprintf(stderr, "demo failed: %s\n", status.ToString().c_str());
   return 1;
 }
-
-// The order service's own database.
-class OrderDb {
- public:
-  explicit OrderDb(const std::string& path) {
-    sqlite3_open(path.c_str(), &db_);
-    sqlite3_exec(db_,
-                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                 "CREATE TABLE IF NOT EXISTS orders (order_id INTEGER PRIMARY "
-                 "KEY, item TEXT, txid TEXT UNIQUE)",
-                 nullptr, nullptr, nullptr);
-  }
-  ~OrderDb() { sqlite3_close(db_); }
-
-  bool Insert(int order, const std::string& item, const std::string& txid) {
-    absl::MutexLock lock(&mu_);
-    const std::string sql = absl::StrFormat(
-        "INSERT INTO orders VALUES (%d, '%s', '%s')", order, item, txid);
-    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) ==
-           SQLITE_OK;
-  }
-  bool HasTransaction(const std::string& txid) {
-    absl::MutexLock lock(&mu_);
-    sqlite3_stmt* stmt = nullptr;
-    sqlite3_prepare_v2(db_, "SELECT 1 FROM orders WHERE txid = ?", -1, &stmt,
-                       nullptr);
-    sqlite3_bind_text(stmt, 1, txid.c_str(), -1, SQLITE_TRANSIENT);
-    const bool found = sqlite3_step(stmt) == SQLITE_ROW;
-    sqlite3_finalize(stmt);
-    return found;
-  }
-
- private:
-  absl::Mutex mu_;
-  sqlite3* db_ = nullptr;
-};
 
 // What the broker asks when a transaction's outcome is unknown.
 class OrderChecker final : public txmq::TransactionChecker {
