@@ -400,6 +400,11 @@ class Broker {
       const CheckPolicy& policy = {}) = 0;
   // Stops checking `group`; waits for a check in progress to return.
   virtual absl::Status UnregisterChecker(std::string_view group) = 0;
+  // As UnregisterChecker, but only while `checker` is the group's checker:
+  // a later registration (by anyone) is left alone, and that is OK too.
+  // For code that registers on behalf of others (the RPC server).
+  virtual absl::Status UnregisterCheckerIf(
+      std::string_view group, const TransactionChecker* checker) = 0;
 
   // Pending half messages, oldest first: of `group` (all groups when
   // empty), at most `limit`; only the check-exhausted hold when

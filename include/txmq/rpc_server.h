@@ -12,8 +12,10 @@
 //
 // Security:
 //   - A Unix socket is created with owner-only permissions (0600, change
-//     with `unix_mode`), and the server also refuses a peer of another user
-//     (SO_PEERCRED), unless `unix_any_user`.
+//     with `unix_mode`; it is bound in a private directory and moved into
+//     place, so no one connects before), and the server also refuses a peer
+//     of another user but root (SO_PEERCRED), unless `unix_any_user`. An
+//     existing path is taken only if it is a socket nobody listens on.
 //   - TCP needs the shared token (`token`, typically read from a file given
 //     to the server and to its clients); a client without it is refused.
 //     Listening on an address that is not loopback without a token is
@@ -55,8 +57,8 @@ struct ServeOptions {
   // transactions, topic changes). Sends do not take one.
   size_t worker_threads = 4;
   // The largest RPC message accepted, in bytes: a bigger one is refused
-  // before it is read whole. 0: the broker's max_message_bytes (per
-  // message; a batch may carry up to 64 of those) plus framing.
+  // (and its connection closed) before it is read whole. 0: 64 MiB. A
+  // batch over RPC also holds at most 10,000 messages.
   size_t max_request_bytes = 0;
 };
 

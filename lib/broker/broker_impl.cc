@@ -364,6 +364,11 @@ class BrokerImpl final : public Broker {
     return core_.checks->Register(group, std::move(checker), policy);
   }
 
+  absl::Status UnregisterCheckerIf(std::string_view group,
+                                   const TransactionChecker* checker) override {
+    return core_.checks->Unregister(group, checker);
+  }
+
   absl::Status UnregisterChecker(std::string_view group) override {
     return core_.checks->Unregister(group);
   }

@@ -118,6 +118,7 @@ class RemoteBatch final : public ReceivedBatch::Resources {
   }
   std::vector<std::unique_ptr<AlignedRecord>> records;
   std::vector<uint64_t> handles;
+  const HandleRegistry* registry() const { return registry_.get(); }
 
  private:
   std::shared_ptr<HandleRegistry> registry_;
@@ -221,15 +222,16 @@ class RemoteImpl final : public RemoteBroker {
       : address_(std::move(address)), options_(std::move(options)) {}
 
   ~RemoteImpl() noexcept override {
-    const kj::Executor* executor = nullptr;
+    kj::Own<const kj::Executor> executor;
     {
       absl::MutexLock lock(&mu_);
-      executor = executor_;
+      if (executor_.get() != nullptr) executor = executor_->addRef();
     }
-    if (executor != nullptr) {
+    if (executor.get() != nullptr) {
       executor->executeSync([this] { stop_->fulfill(); });
     }
     if (thread_.joinable()) thread_.join();
+    // Callbacks still queued may call methods: they get UNAVAILABLE.
     callbacks_.Stop();
     checks_.Stop();
   }
@@ -248,9 +250,16 @@ class RemoteImpl final : public RemoteBroker {
   // UNAVAILABLE.
   template <typename T, typename F>
   T Call(F&& start) {
-    T out = absl::UnavailableError("not connected");
+    T out =
+        absl::UnavailableError("the connection to the txmq server is closed");
+    kj::Own<const kj::Executor> executor;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_ || executor_.get() == nullptr) return out;
+      executor = executor_->addRef();
+    }
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
-                   out = executor_->executeSync([&]() -> kj::Promise<T> {
+                   out = executor->executeSync([&]() -> kj::Promise<T> {
                      return start().then([](T t) { return t; },
                                          [](kj::Exception&& e) -> T {
                                            return rpc::FromException(e);
@@ -394,12 +403,30 @@ class RemoteImpl final : public RemoteBroker {
         new RemoteConsumer(this, g, t, *std::move(sub)));
   }
 
-  // Runs `fn` on the loop thread (for objects that live there).
-  void OnLoop(const std::function<void()>& fn) {
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                        [&] { executor_->executeSync([&] { fn(); }); })) {
+  // The loop's executor, or null once the connection is closed.
+  kj::Own<const kj::Executor> Executor() {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || executor_.get() == nullptr) {
+      return kj::Own<const kj::Executor>();
+    }
+    return executor_->addRef();
+  }
+
+  // Runs `fn` on the loop thread (for objects that live there). False when
+  // the loop is gone.
+  bool OnLoop(const std::function<void()>& fn) {
+    kj::Own<const kj::Executor> executor = Executor();
+    if (executor.get() == nullptr) return false;
+    bool ran = false;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                   executor->executeSync([&] {
+                     fn();
+                     ran = true;
+                   });
+                 })) {
       (void)e;
     }
+    return ran;
   }
 
   // Producer calls.
@@ -413,8 +440,16 @@ class RemoteImpl final : public RemoteBroker {
                  Producer::SendCallback done) {
     auto callback = std::make_shared<Producer::SendCallback>(std::move(done));
     using Result = absl::StatusOr<SendResult>;
+    kj::Own<const kj::Executor> executor = Executor();
+    if (executor.get() == nullptr) {
+      callbacks_.Post([callback] {
+        (*callback)(absl::UnavailableError(
+            "the connection to the txmq server is closed"));
+      });
+      return;
+    }
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
-                   executor_->executeSync([&] {
+                   executor->executeSync([&] {
                      tasks_->add(StartSend(message, selector)
                                      .then([](Result r) { return r; },
                                            [](kj::Exception&& e) -> Result {
@@ -500,7 +535,8 @@ class RemoteImpl final : public RemoteBroker {
     ErrorHandler errors;
     kj::TaskSet tasks(errors);
     kj::Own<kj::AsyncIoStream> stream;
-    kj::Own<capnp::TwoPartyClient> client;
+    kj::Own<capnp::TwoPartyVatNetwork> network;
+    kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_system;
     absl::Status login = absl::OkStatus();
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
                    auto connect = io.provider->getNetwork()
@@ -514,9 +550,23 @@ class RemoteImpl final : public RemoteBroker {
                                                   kj::MILLISECONDS,
                                               kj::mv(connect))
                                 .wait(io.waitScope);
-                   client = kj::heap<capnp::TwoPartyClient>(*stream);
+                   // Replies may carry up to 8 MiB of messages plus one of
+                   // any size the broker allows: read up to 1 GiB.
+                   capnp::ReaderOptions reader_options;
+                   reader_options.traversalLimitInWords = (size_t{1} << 30) / 8;
+                   network = kj::heap<capnp::TwoPartyVatNetwork>(
+                       *stream, capnp::rpc::twoparty::Side::CLIENT,
+                       reader_options);
+                   rpc_system =
+                       kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+                           capnp::makeRpcClient(*network));
+                   capnp::word scratch[4];
+                   memset(scratch, 0, sizeof(scratch));
+                   capnp::MallocMessageBuilder vat(scratch);
+                   auto server_id = vat.getRoot<capnp::rpc::twoparty::VatId>();
+                   server_id.setSide(capnp::rpc::twoparty::Side::SERVER);
                    rpc::Gate::Client gate =
-                       client->bootstrap().castAs<rpc::Gate>();
+                       rpc_system->bootstrap(server_id).castAs<rpc::Gate>();
                    auto req = gate.loginRequest();
                    req.setToken(Text(options_.token));
                    auto response =
@@ -543,12 +593,27 @@ class RemoteImpl final : public RemoteBroker {
     tasks_ = &tasks;
     {
       absl::MutexLock lock(&mu_);
-      executor_ = &kj::getCurrentThreadExecutor();
+      executor_ = kj::getCurrentThreadExecutor().addRef();
     }
     connected.set_value(absl::OkStatus());
     paf.promise.wait(io.waitScope);
-    tasks_ = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;  // calls from now on get UNAVAILABLE at once
+    }
+    // Disconnect, then let what was in flight fail (SendAsync callbacks
+    // get UNAVAILABLE, as promised: each is called once).
     broker_ = nullptr;
+    rpc_system = nullptr;
+    network = nullptr;
+    stream = nullptr;
+    tasks.onEmpty().wait(io.waitScope);
+    tasks_ = nullptr;
+    stop_ = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      executor_ = nullptr;
+    }
   }
 
   const std::string address_;
@@ -557,7 +622,8 @@ class RemoteImpl final : public RemoteBroker {
   CallbackRunner callbacks_;
   CallbackRunner checks_;  // the host's checkers run here
   absl::Mutex mu_;
-  const kj::Executor* executor_ = nullptr;  // set once, before use
+  kj::Own<const kj::Executor> executor_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Loop thread only.
   kj::Own<kj::PromiseFulfiller<void>> stop_;
   kj::TaskSet* tasks_ = nullptr;
@@ -565,7 +631,12 @@ class RemoteImpl final : public RemoteBroker {
 };
 
 RemoteConsumer::~RemoteConsumer() noexcept {
-  remote_->OnLoop([this] { subscription_ = nullptr; });
+  // A capability is destroyed on its loop. With the loop gone (the
+  // RemoteBroker was destroyed first, against its rules) it is left
+  // behind rather than destroyed on the wrong thread.
+  if (!remote_->OnLoop([this] { subscription_ = nullptr; })) {
+    new kj::Own<rpc::Subscription::Client>(kj::mv(subscription_));
+  }
 }
 
 absl::StatusOr<ReceivedBatch> RemoteConsumer::Receive(size_t max_messages,
@@ -644,7 +715,7 @@ absl::Status RemoteConsumer::Ack(const MessageView& message) {
 
 absl::Status RemoteConsumer::Ack(const ReceivedBatch& batch) {
   if (const auto* remote = dynamic_cast<const RemoteBatch*>(batch.resources());
-      remote != nullptr) {
+      remote != nullptr && remote->registry() == registry_.get()) {
     if (remote->handles.empty()) return absl::OkStatus();
     return AckHandles(remote->handles);
   }

@@ -61,6 +61,19 @@ void ToWire(const txmq::Message& m, Message::Builder out) {
                          : absl::ToUnixMillis(m.deliver_at));
 }
 
+absl::Status CheckWireMessage(Message::Reader m) {
+  if (m.getTags().size() > 32) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a message has at most 32 tags, not %d", m.getTags().size()));
+  }
+  if (m.getProperties().size() > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a message has at most 256 properties, not %d",
+                        m.getProperties().size()));
+  }
+  return absl::OkStatus();
+}
+
 txmq::Message FromWire(Message::Reader m) {
   txmq::Message out{.topic = Str(m.getTopic()), .key = Str(m.getKey())};
   for (auto tag : m.getTags()) out.tags.push_back(Str(tag));

@@ -22,7 +22,15 @@ absl::Status FromWire(Status::Reader status);
 absl::Status FromException(const kj::Exception& e);
 
 void ToWire(const txmq::Message& message, Message::Builder out);
+// Checks the list sizes of a received message against the broker's limits
+// (include/txmq/message.h) before it is converted: a list of empty
+// elements costs a client one word each on the wire, not what converting
+// it would cost here. Errors: INVALID_ARGUMENT.
+absl::Status CheckWireMessage(Message::Reader message);
 txmq::Message FromWire(Message::Reader message);
+
+// The most messages one sendBatch carries.
+inline constexpr size_t kMaxWireBatch = 10000;
 
 void ToWire(const txmq::SendResult& result, SendResult::Builder out);
 txmq::SendResult FromWire(SendResult::Reader result);

@@ -14,16 +14,20 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#include <arpa/inet.h>
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.h>
 #include <kj/async-io.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
@@ -98,9 +102,36 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
-bool IsLoopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" ||
-         absl::StartsWith(host, "127.");
+// True for "localhost" and loopback addresses (127.0.0.0/8, ::1, and
+// ::ffff:127.0.0.0/104), by parsing, not by prefix.
+bool IsLoopback(std::string host) {
+  if (host == "localhost") return true;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  in_addr v4;
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+// Whether a process listens on the Unix socket at `path` (connect works).
+bool SomeoneListens(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  const bool listens =
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return listens;
 }
 
 // The token a client presents, compared in time independent of where it
@@ -205,75 +236,113 @@ class ServerImpl final : public RpcServer {
 
   // ---- remote checkers
   //
-  // Two registries: the loop's (`checkers_`, loop thread only: the client
-  // capabilities) and the broker's (RegisterChecker, done on a worker under
-  // `checkers_mu_`). A registration has an id; a RemoteChecker asks only
-  // the capability of its own id, and a closing connection unregisters a
-  // group only while the group is still its registration.
+  // A registration has an id (increasing). Two registries:
+  //   - the loop's, `caps_` (loop thread only): the client capability of
+  //     each live registration, by (group, id). A RemoteChecker asks only
+  //     the capability of its own id, so a replaced or failed registration
+  //     never answers for another.
+  //   - the broker's, applied by worker jobs under `checkers_mu_`:
+  //     `applied_` (the registration the broker holds for a group, and its
+  //     RemoteChecker) and `high_water_` (the newest id registered or
+  //     removed per group), so that jobs that run out of order never let an
+  //     older registration replace a newer one or outlive its removal.
+  // Removal uses UnregisterCheckerIf: a checker the host (or another
+  // server) registered meanwhile is left alone.
 
-  // Loop thread. Records `checker` for `group` (replacing any) and returns
-  // the registration's id.
+  // Loop thread. Records `checker` and returns the registration's id.
   uint64_t AddChecker(const std::string& group, uint64_t connection,
                       rpc::TransactionChecker::Client checker) {
     const uint64_t id = ++next_registration_;
-    checkers_.erase(group);
-    checkers_.emplace(
-        group, CheckerEntry{
-                   id, connection,
-                   kj::heap<rpc::TransactionChecker::Client>(kj::mv(checker))});
+    caps_[group].emplace(
+        id, CheckerCap{connection, kj::heap<rpc::TransactionChecker::Client>(
+                                       kj::mv(checker))});
     return id;
   }
 
-  // Worker thread: registers (or, with `checker` null, unregisters) with
-  // the broker, unless a newer registration of the group came first.
+  // Worker thread: applies registration `id` to the broker (with `policy`),
+  // or removes it (policy null). Refused once the server is stopping.
   absl::Status ApplyChecker(const std::string& group, uint64_t id,
-                            const CheckPolicy* policy, bool remove) {
+                            const CheckPolicy* policy) {
     absl::MutexLock lock(&checkers_mu_);
-    auto it = registered_.find(group);
-    if (remove) {
-      if (it == registered_.end() || it->second != id) return absl::OkStatus();
-      registered_.erase(it);
-      return broker_.UnregisterChecker(group);
+    uint64_t& high = high_water_[group];
+    if (policy == nullptr) {  // remove
+      high = std::max(high, id);
+      auto it = applied_.find(group);
+      if (it == applied_.end() || it->second.id != id) return absl::OkStatus();
+      std::shared_ptr<RemoteChecker> checker = std::move(it->second.checker);
+      applied_.erase(it);
+      remote_checkers_.store(applied_.size(), std::memory_order_relaxed);
+      return broker_.UnregisterCheckerIf(group, checker.get());
     }
-    if (it != registered_.end() && it->second > id) return absl::OkStatus();
-    absl::Status s = broker_.RegisterChecker(
-        group, std::make_shared<RemoteChecker>(this, group, id), *policy);
-    if (s.ok()) registered_[group] = id;
-    return s;
+    if (stopping_) {
+      return absl::UnavailableError("the txmq server is stopping");
+    }
+    if (id <= high) return absl::OkStatus();  // a newer one came first
+    auto checker = std::make_shared<RemoteChecker>(this, group, id);
+    absl::Status s = broker_.RegisterChecker(group, checker, *policy);
+    if (!s.ok()) return s;
+    high = id;
+    applied_[group] = Applied{id, std::move(checker)};
+    remote_checkers_.store(applied_.size(), std::memory_order_relaxed);
+    return absl::OkStatus();
   }
 
-  // Loop thread: the group's registration of `connection`, if it is current.
+  // Stop: takes every remote checker back from the broker; later
+  // registrations are refused.
+  void RemoveAllCheckers() {
+    absl::MutexLock lock(&checkers_mu_);
+    stopping_ = true;
+    for (auto& [group, applied] : applied_) {
+      broker_.UnregisterCheckerIf(group, applied.checker.get()).IgnoreError();
+    }
+    applied_.clear();
+    remote_checkers_.store(0, std::memory_order_relaxed);
+  }
+
+  // Loop thread: the newest registration of `group` made on `connection`.
   std::optional<uint64_t> CheckerOf(const std::string& group,
                                     uint64_t connection) {
-    auto it = checkers_.find(group);
-    if (it == checkers_.end() || it->second.connection != connection) {
-      return std::nullopt;
+    auto it = caps_.find(group);
+    if (it == caps_.end()) return std::nullopt;
+    for (auto id = it->second.rbegin(); id != it->second.rend(); ++id) {
+      if (id->second.connection == connection) return id->first;
     }
-    return it->second.id;
+    return std::nullopt;
   }
 
-  // Loop thread: forgets the capability of registration `id`.
-  void DropChecker(const std::string& group, uint64_t id) {
-    auto it = checkers_.find(group);
-    if (it != checkers_.end() && it->second.id == id) checkers_.erase(it);
+  // Loop thread: after registration `id` was applied, forgets the older
+  // ones of the group (replaced); after it failed or was removed, forgets
+  // it alone.
+  void DropChecker(const std::string& group, uint64_t id, bool applied) {
+    auto it = caps_.find(group);
+    if (it == caps_.end()) return;
+    if (applied) {
+      it->second.erase(it->second.begin(), it->second.lower_bound(id));
+    } else {
+      it->second.erase(id);
+    }
+    if (it->second.empty()) caps_.erase(it);
   }
 
   // A check-back thread of the broker: asks the client (through the loop).
   TransactionState CheckRemotely(const std::string& group, uint64_t id,
                                  const HalfMessage& half) {
-    const kj::Executor* executor = nullptr;
+    kj::Own<const kj::Executor> executor;
     {
       absl::MutexLock lock(&mu_);
-      executor = executor_;
+      if (executor_.get() != nullptr) executor = executor_->addRef();
     }
-    if (executor == nullptr) return TransactionState::kUnknown;
+    if (executor.get() == nullptr) return TransactionState::kUnknown;
     const std::string record(half.message.record());
     TransactionState state = TransactionState::kUnknown;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
                    state = executor->executeSync(
                        [&]() -> kj::Promise<TransactionState> {
-                         auto it = checkers_.find(group);
-                         if (it == checkers_.end() || it->second.id != id) {
+                         auto g = caps_.find(group);
+                         if (g == caps_.end())
+                           return TransactionState::kUnknown;
+                         auto it = g->second.find(id);
+                         if (it == g->second.end()) {
                            return TransactionState::kUnknown;
                          }
                          auto req = it->second.cap->checkRequest();
@@ -308,19 +377,23 @@ class ServerImpl final : public RpcServer {
     return state;
   }
 
-  // Loop thread: a connection closed; its checkers stop answering.
+  // Loop thread: a connection closed; its checkers stop answering, and the
+  // broker forgets them (unless replaced meanwhile).
   void ConnectionClosed(uint64_t connection) {
-    for (auto it = checkers_.begin(); it != checkers_.end();) {
-      if (it->second.connection != connection) {
-        ++it;
-        continue;
+    for (auto g = caps_.begin(); g != caps_.end();) {
+      for (auto it = g->second.begin(); it != g->second.end();) {
+        if (it->second.connection != connection) {
+          ++it;
+          continue;
+        }
+        const std::string group = g->first;
+        const uint64_t id = it->first;
+        it = g->second.erase(it);
+        pool_.Submit([this, group, id] {
+          ApplyChecker(group, id, nullptr).IgnoreError();
+        });
       }
-      const std::string group = it->first;
-      const uint64_t id = it->second.id;
-      it = checkers_.erase(it);
-      pool_.Submit([this, group, id] {
-        ApplyChecker(group, id, nullptr, /*remove=*/true).IgnoreError();
-      });
+      g = g->second.empty() ? caps_.erase(g) : std::next(g);
     }
   }
 
@@ -337,25 +410,19 @@ class ServerImpl final : public RpcServer {
   }
 
   void Stop() override {
-    const kj::Executor* executor = nullptr;
+    kj::Own<const kj::Executor> executor;
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) return;
       stopped_ = true;
-      executor = executor_;
+      if (executor_.get() != nullptr) executor = executor_->addRef();
     }
     // The broker outlives this server: take the remote checkers back from
     // it first (a check in progress finishes through the loop, still
-    // running).
-    {
-      absl::MutexLock lock(&checkers_mu_);
-      for (const auto& [group, id] : registered_) {
-        broker_.UnregisterChecker(group).IgnoreError();
-      }
-      registered_.clear();
-    }
+    // running), and refuse registrations from now on.
+    RemoveAllCheckers();
     // Not under mu_: the loop thread takes it (ProducerFor).
-    if (executor != nullptr) {
+    if (executor.get() != nullptr) {
       executor->executeSync([this] { stop_->fulfill(); });
     }
     if (thread_.joinable()) thread_.join();
@@ -367,7 +434,12 @@ class ServerImpl final : public RpcServer {
           return s->sends_in_flight_ == 0;
         },
         this));
-    if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+    // Removes the socket file, unless another server replaced it since.
+    struct stat st;
+    if (!socket_path_.empty() && ::stat(socket_path_.c_str(), &st) == 0 &&
+        st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
+      ::unlink(socket_path_.c_str());
+    }
   }
 
   const std::string& address() const override { return address_; }
@@ -375,8 +447,7 @@ class ServerImpl final : public RpcServer {
   RpcServerStats Stats() const override {
     RpcServerStats stats;
     stats.connections = open_connections_.load(std::memory_order_relaxed);
-    absl::MutexLock lock(&checkers_mu_);
-    stats.remote_checkers = registered_.size();
+    stats.remote_checkers = remote_checkers_.load(std::memory_order_relaxed);
     return stats;
   }
 
@@ -474,13 +545,57 @@ class ServerImpl final : public RpcServer {
     kj::AsyncIoContext io = kj::setupAsyncIo();
     timer_ = &io.provider->getTimer();
     kj::Own<kj::ConnectionReceiver> listener;
+    // A Unix socket is bound in a private (0700) directory next to its
+    // path, given its mode there, then renamed into place: no one can
+    // connect before the mode is set. An existing path is replaced only
+    // when it is a socket nobody listens on (a server that died).
+    std::string bind_path = socket_path_, private_dir;
+    if (is_unix) {
+      struct stat st;
+      if (::lstat(socket_path_.c_str(), &st) == 0) {
+        absl::Status refused;
+        if (!S_ISSOCK(st.st_mode)) {
+          refused = absl::FailedPreconditionError(absl::StrFormat(
+              "'%s' exists and is not a socket; choose another path",
+              socket_path_));
+        } else if (SomeoneListens(socket_path_)) {
+          refused = absl::UnavailableError(absl::StrFormat(
+              "another server listens on '%s' already", socket_path_));
+        }
+        if (!refused.ok()) {
+          socket_path_.clear();
+          started.set_value(refused);
+          return;
+        }
+      }
+      std::string tmpl =
+          std::filesystem::path(socket_path_).parent_path().string();
+      tmpl = (tmpl.empty() ? std::string(".") : tmpl) + "/.txmq-bind-XXXXXX";
+      if (::mkdtemp(tmpl.data()) == nullptr) {
+        const int err = errno;
+        socket_path_.clear();
+        started.set_value(absl::PermissionDeniedError(
+            absl::StrFormat("cannot create a directory next to '%s': %s",
+                            options_.listen, std::strerror(err))));
+        return;
+      }
+      private_dir = tmpl;
+      bind_path = private_dir + "/s";
+    }
+    auto cleanup_private = [&] {
+      if (private_dir.empty()) return;
+      ::unlink(bind_path.c_str());
+      ::rmdir(private_dir.c_str());
+    };
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
-                   if (is_unix) ::unlink(socket_path_.c_str());  // a stale one
-                   auto address = io.provider->getNetwork()
-                                      .parseAddress(options_.listen)
-                                      .wait(io.waitScope);
+                   auto address =
+                       io.provider->getNetwork()
+                           .parseAddress(is_unix ? kj::str("unix:", bind_path)
+                                                 : kj::str(options_.listen))
+                           .wait(io.waitScope);
                    listener = address->listen();
                  })) {
+      cleanup_private();
       socket_path_.clear();
       started.set_value(absl::UnavailableError(
           absl::StrFormat("cannot listen on '%s': %s", options_.listen,
@@ -488,14 +603,21 @@ class ServerImpl final : public RpcServer {
       return;
     }
     if (is_unix) {
-      if (::chmod(socket_path_.c_str(), options_.unix_mode) != 0) {
+      if (::chmod(bind_path.c_str(), options_.unix_mode) != 0 ||
+          ::rename(bind_path.c_str(), socket_path_.c_str()) != 0) {
         const int err = errno;
-        ::unlink(socket_path_.c_str());
+        cleanup_private();
         socket_path_.clear();
         started.set_value(absl::PermissionDeniedError(
-            absl::StrFormat("cannot set the permissions of '%s': %s",
+            absl::StrFormat("cannot put the socket at '%s': %s",
                             options_.listen, std::strerror(err))));
         return;
+      }
+      ::rmdir(private_dir.c_str());
+      struct stat st;
+      if (::stat(socket_path_.c_str(), &st) == 0) {
+        socket_dev_ = st.st_dev;
+        socket_ino_ = st.st_ino;
       }
       address_ = options_.listen;
     } else {
@@ -504,7 +626,7 @@ class ServerImpl final : public RpcServer {
     auto paf = kj::newPromiseAndFulfiller<void>();
     {
       absl::MutexLock lock(&mu_);
-      executor_ = &kj::getCurrentThreadExecutor();
+      executor_ = kj::getCurrentThreadExecutor().addRef();
       stop_ = kj::mv(paf.fulfiller);
     }
     started.set_value(absl::OkStatus());
@@ -536,6 +658,13 @@ class ServerImpl final : public RpcServer {
               ConnectionClosed(id);
             }));
             return accept();
+          },
+          [&](kj::Exception&&) -> kj::Promise<void> {
+            // Out of descriptors or memory for now (EMFILE, ENOBUFS): wait
+            // and accept again, rather than end the server.
+            return io.provider->getTimer()
+                .afterDelay(100 * kj::MILLISECONDS)
+                .then([&] { return accept(); });
           });
     };
     paf.promise.exclusiveJoin(accept()).wait(io.waitScope);
@@ -543,7 +672,7 @@ class ServerImpl final : public RpcServer {
       absl::MutexLock lock(&mu_);
       executor_ = nullptr;
     }
-    checkers_.clear();
+    caps_.clear();
     // Leaving the scope destroys the connections (clients see a
     // disconnect) and the listener.
   }
@@ -554,7 +683,7 @@ class ServerImpl final : public RpcServer {
     bool same = false;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
                    stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &length);
-                   same = cred.uid == ::geteuid() || ::geteuid() == 0;
+                   same = cred.uid == ::geteuid() || cred.uid == 0;
                  })) {
       (void)e;
       return false;
@@ -568,10 +697,11 @@ class ServerImpl final : public RpcServer {
   std::thread thread_;
   std::string address_;
   std::string socket_path_;
+  uint64_t socket_dev_ = 0, socket_ino_ = 0;
 
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-  const kj::Executor* executor_ ABSL_GUARDED_BY(mu_) = nullptr;
+  kj::Own<const kj::Executor> executor_ ABSL_GUARDED_BY(mu_);
   // Loop thread only (through executor_).
   kj::Own<kj::PromiseFulfiller<void>> stop_;
   int sends_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
@@ -581,15 +711,21 @@ class ServerImpl final : public RpcServer {
   // Loop thread only.
   kj::Timer* timer_ = nullptr;
   uint64_t next_connection_ = 0;
-  struct CheckerEntry {
-    uint64_t id;
+  struct CheckerCap {
     uint64_t connection;
     kj::Own<rpc::TransactionChecker::Client> cap;
   };
-  std::map<std::string, CheckerEntry> checkers_;
+  std::map<std::string, std::map<uint64_t, CheckerCap>> caps_;
   std::atomic<uint64_t> next_registration_{0};
-  mutable absl::Mutex checkers_mu_;
-  std::map<std::string, uint64_t> registered_ ABSL_GUARDED_BY(checkers_mu_);
+  absl::Mutex checkers_mu_;
+  struct Applied {
+    uint64_t id = 0;
+    std::shared_ptr<RemoteChecker> checker;
+  };
+  std::map<std::string, Applied> applied_ ABSL_GUARDED_BY(checkers_mu_);
+  std::map<std::string, uint64_t> high_water_ ABSL_GUARDED_BY(checkers_mu_);
+  bool stopping_ ABSL_GUARDED_BY(checkers_mu_) = false;
+  std::atomic<uint64_t> remote_checkers_{0};
   std::atomic<uint64_t> open_connections_{0};
 };
 
@@ -670,6 +806,12 @@ kj::Promise<void> BrokerService::send(SendContext context) {
     Answer(context, producer.status());
     return kj::READY_NOW;
   }
+  if (absl::Status s = rpc::CheckWireMessage(p.getMessage()); !s.ok()) {
+    Answer(context, s);
+    return kj::READY_NOW;
+  }
+  // Decoded before anything is counted: a malformed message throws here.
+  Message message = rpc::FromWire(p.getMessage());
   using Result = absl::StatusOr<SendResult>;
   auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
   auto fulfiller =
@@ -677,12 +819,11 @@ kj::Promise<void> BrokerService::send(SendContext context) {
           kj::mv(paf.fulfiller));
   ServerImpl* server = server_;
   server->SendStarted();
-  (*producer)->SendAsync(rpc::FromWire(p.getMessage()),
-                         [fulfiller, server](Result r) {
-                           (*fulfiller)->fulfill(kj::mv(r));
-                           *fulfiller = nullptr;  // before the count drops
-                           server->SendDone();
-                         });
+  (*producer)->SendAsync(message, [fulfiller, server](Result r) {
+    (*fulfiller)->fulfill(kj::mv(r));
+    *fulfiller = nullptr;  // before the count drops
+    server->SendDone();
+  });
   return paf.promise.then([context](Result r) mutable {
     Answer(context, r.status());
     if (r.ok()) rpc::ToWire(*r, context.getResults().initResult());
@@ -697,8 +838,20 @@ kj::Promise<void> BrokerService::sendBatch(SendBatchContext context) {
     Answer(context, producer.status());
     return kj::READY_NOW;
   }
+  if (p.getMessages().size() > rpc::kMaxWireBatch) {
+    Answer(context, absl::InvalidArgumentError(absl::StrFormat(
+                        "a batch over RPC holds at most %d messages, not %d",
+                        rpc::kMaxWireBatch, p.getMessages().size())));
+    return kj::READY_NOW;
+  }
   std::vector<Message> messages;
-  for (auto m : p.getMessages()) messages.push_back(rpc::FromWire(m));
+  for (auto m : p.getMessages()) {
+    if (absl::Status s = rpc::CheckWireMessage(m); !s.ok()) {
+      Answer(context, s);
+      return kj::READY_NOW;
+    }
+    messages.push_back(rpc::FromWire(m));
+  }
   using Result = absl::StatusOr<std::vector<SendResult>>;
   Producer* target = *producer;
   return OnWorker<Result>(server_->pool(),
@@ -726,6 +879,10 @@ kj::Promise<void> BrokerService::begin(BeginContext context) {
       server_->ProducerFor(group, p.getSelector());
   if (!producer.ok()) {
     Answer(context, producer.status());
+    return kj::READY_NOW;
+  }
+  if (absl::Status s = rpc::CheckWireMessage(p.getMessage()); !s.ok()) {
+    Answer(context, s);
     return kj::READY_NOW;
   }
   Message message = rpc::FromWire(p.getMessage());
@@ -800,11 +957,13 @@ kj::Promise<void> BrokerService::registerChecker(
   ServerImpl* server = server_;
   return OnWorker<absl::Status>(server_->pool(),
                                 [server, group, id, policy] {
-                                  return server->ApplyChecker(
-                                      group, id, &policy, /*remove=*/false);
+                                  return server->ApplyChecker(group, id,
+                                                              &policy);
                                 })
       .then([context, server, group, id](absl::Status s) mutable {
-        if (!s.ok()) server->DropChecker(group, id);
+        // Failed: forget this one (an earlier registration keeps working).
+        // Applied: the older ones of the group are replaced.
+        server->DropChecker(group, id, /*applied=*/s.ok());
         Answer(context, s);
       });
 }
@@ -819,38 +978,42 @@ kj::Promise<void> BrokerService::unregisterChecker(
                "this connection has no checker for group '%s'", group)));
     return kj::READY_NOW;
   }
-  server_->DropChecker(group, *id);
+  server_->DropChecker(group, *id, /*applied=*/false);
   ServerImpl* server = server_;
   return OnWorker<absl::Status>(server_->pool(),
                                 [server, group, id = *id] {
-                                  return server->ApplyChecker(
-                                      group, id, nullptr, /*remove=*/true);
+                                  return server->ApplyChecker(group, id,
+                                                              nullptr);
                                 })
       .then([context](absl::Status s) mutable { Answer(context, s); });
 }
 
 // A remote consumer: one Consumer of the broker, its receives on a thread
-// of its own (a receive waits), and the messages it handed out and that are
-// not settled yet (acknowledged, given back, or past their invisible time),
-// at most `max_in_flight`, with their batches kept alive until then.
+// of its own (a receive waits), and copies of the messages it handed out
+// that are not settled yet (acknowledged, given back, or past their
+// invisible time): at most `max_in_flight`, so a slow client makes the
+// server hold no more. Nothing holds the broker's batches (snapshots of its
+// file) beyond the copy.
 class SubscriptionService final : public rpc::Subscription::Server {
  public:
   SubscriptionService(ServerImpl* server, std::unique_ptr<Consumer> consumer,
-                      uint32_t max_in_flight, absl::Duration invisible)
+                      std::string topic, uint32_t max_in_flight,
+                      absl::Duration invisible)
       : server_(server),
         consumer_(std::move(consumer)),
-        receiver_(std::make_unique<WorkerPool>(1)),
+        topic_(std::move(topic)),
+        receiver_(std::make_shared<WorkerPool>(1)),
         max_in_flight_(max_in_flight),
         invisible_(invisible) {}
 
   ~SubscriptionService() noexcept {
-    // Batches before their consumer; the receive thread may still wait in
-    // Receive (up to its wait), so both end on a worker, not here on the
-    // loop.
+    // The receive thread may still wait in Receive (up to its wait), and a
+    // flush may still run: both hold the consumer (shared), and the thread
+    // is joined on a worker, not here on the loop.
     in_flight_.clear();
+    ready_.clear();
     server_->pool().Submit(
-        [consumer = std::shared_ptr<Consumer>(std::move(consumer_)),
-         receiver = std::shared_ptr<WorkerPool>(std::move(receiver_))] {
+        [consumer = std::move(consumer_), receiver = std::move(receiver_)] {
           receiver->Stop();
         });
   }
@@ -858,64 +1021,67 @@ class SubscriptionService final : public rpc::Subscription::Server {
   kj::Promise<void> receive(ReceiveContext context) override {
     auto p = context.getParams();
     Prune();
-    const size_t room = in_flight_.size() >= max_in_flight_
-                            ? 0
-                            : max_in_flight_ - in_flight_.size();
+    if (!ready_.empty() || receiving_) {
+      // Received before but not sent yet (a reply is capped in bytes), or
+      // another receive is waiting: answer with what is ready.
+      Reply(context, p.getMax());
+      return kj::READY_NOW;
+    }
+    const size_t held = in_flight_.size();
+    const size_t room = held >= max_in_flight_ ? 0 : max_in_flight_ - held;
     const size_t n = std::min<size_t>(p.getMax(), room);
-    if (n == 0 || receiving_) {
-      // Full (settle some first), or another receive is waiting.
-      Answer(context, absl::OkStatus());
-      context.getResults().initDeliveries(0);
+    if (n == 0) {  // the window is full: settle some first
+      Reply(context, 0);
       return kj::READY_NOW;
     }
     receiving_ = true;
     const absl::Duration wait =
         absl::Milliseconds(std::clamp<int64_t>(p.getWaitMs(), 0, 60000));
-    using Result = absl::StatusOr<std::shared_ptr<ReceivedBatch>>;
-    Consumer* consumer = consumer_.get();
+    // Copies of the messages, made on the receive thread: the broker's
+    // batch (a snapshot of its file) is let go at once.
+    using Result = absl::StatusOr<std::vector<Held>>;
+    std::shared_ptr<Consumer> consumer = consumer_;
+    const std::string* topic = &topic_;
     auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
     auto fulfiller =
         std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Result>>>(
             kj::mv(paf.fulfiller));
-    receiver_->Submit([fulfiller, consumer, n, wait] {
-      absl::StatusOr<ReceivedBatch> batch = consumer->Receive(n, wait);
-      if (!batch.ok()) {
-        (*fulfiller)->fulfill(Result(batch.status()));
-      } else {
-        (*fulfiller)
-            ->fulfill(
-                Result(std::make_shared<ReceivedBatch>(*std::move(batch))));
-      }
+    receiver_->Submit([fulfiller, consumer, topic, n, wait] {
+      (*fulfiller)->fulfill(Copy(consumer->Receive(n, wait), *topic));
     });
     return paf.promise.then([this, context](Result r) mutable {
       receiving_ = false;
-      Answer(context, r.status());
-      if (!r.ok()) return;
-      const std::shared_ptr<ReceivedBatch>& batch = *r;
-      auto list = context.getResults().initDeliveries(batch->size());
-      const absl::Time now = absl::Now();
-      for (size_t i = 0; i < batch->size(); ++i) {
-        const MessageView& view = (*batch)[i];
-        const uint64_t handle = ++next_handle_;
-        list[i].setHandle(handle);
-        const std::string_view record = view.record();
-        list[i].setRecord(capnp::Data::Reader(
-            reinterpret_cast<const kj::byte*>(record.data()), record.size()));
-        list[i].setReconsumeTimes(view.reconsume_times());
-        list[i].setCopyOffset(internal::MessageViewDecoder::CopyOffset(view));
-        in_flight_.emplace(handle, Held{batch, i, now});
+      if (!r.ok()) {
+        Answer(context, r.status());
+        return;
       }
+      const absl::Time now = absl::Now();
+      for (Held& held : *r) {
+        held.handed_out = now;
+        ready_.push_back(std::move(held));
+      }
+      Reply(context, context.getParams().getMax());
     });
   }
 
   kj::Promise<void> ack(AckContext context) override {
     absl::Status status;
+    size_t unknown = 0;
     for (uint64_t handle : context.getParams().getHandles()) {
       auto it = in_flight_.find(handle);
-      if (it == in_flight_.end()) continue;  // settled or timed out already
-      absl::Status s = consumer_->Ack(it->second.view());
+      if (it == in_flight_.end()) {
+        ++unknown;
+        continue;
+      }
+      absl::Status s = consumer_->Ack(it->second.view);
       if (!s.ok() && status.ok()) status = s;
       in_flight_.erase(it);
+    }
+    if (status.ok() && unknown > 0) {
+      status = absl::FailedPreconditionError(absl::StrFormat(
+          "%d of the messages acknowledged were settled already or past "
+          "their invisible time (they are delivered again)",
+          unknown));
     }
     Answer(context, status);
     return kj::READY_NOW;
@@ -935,8 +1101,10 @@ class SubscriptionService final : public rpc::Subscription::Server {
       return kj::READY_NOW;
     }
     std::optional<absl::Duration> delay;
-    if (p.getDelayMs() >= 0) delay = absl::Milliseconds(p.getDelayMs());
-    Answer(context, consumer_->ReconsumeLater(it->second.view(), delay));
+    if (p.getDelayMs() >= 0) {
+      delay = absl::Milliseconds(std::min<int64_t>(p.getDelayMs(), kMaxMs));
+    }
+    Answer(context, consumer_->ReconsumeLater(it->second.view, delay));
     in_flight_.erase(it);
     return kj::READY_NOW;
   }
@@ -949,15 +1117,16 @@ class SubscriptionService final : public rpc::Subscription::Server {
       Answer(context, Unknown(p.getHandle()));
       return kj::READY_NOW;
     }
-    const absl::Duration d = absl::Milliseconds(p.getDurationMs());
-    absl::Status s = consumer_->ChangeInvisibleDuration(it->second.view(), d);
+    const absl::Duration d =
+        absl::Milliseconds(std::clamp<int64_t>(p.getDurationMs(), 0, kMaxMs));
+    absl::Status s = consumer_->ChangeInvisibleDuration(it->second.view, d);
     if (s.ok()) it->second.handed_out = absl::Now() + d - invisible_;
     Answer(context, s);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> flush(FlushContext context) override {
-    Consumer* consumer = consumer_.get();
+    std::shared_ptr<Consumer> consumer = consumer_;
     return OnWorker<absl::Status>(server_->pool(),
                                   [consumer] { return consumer->Flush(); })
         .then([context](absl::Status s) mutable { Answer(context, s); });
@@ -972,12 +1141,80 @@ class SubscriptionService final : public rpc::Subscription::Server {
   }
 
  private:
+  // A delivered message, copied: its record (8-byte aligned words), and a
+  // view decoded from the copy for Ack and the like (they use where the
+  // message is, never the broker's file).
   struct Held {
-    std::shared_ptr<ReceivedBatch> batch;
-    size_t index;
+    std::vector<uint64_t> words;
+    size_t size = 0;
+    MessageView view;
+    uint32_t reconsume_times = 0;
+    uint64_t copy_offset = 0;
     absl::Time handed_out;
-    const MessageView& view() const { return (*batch)[index]; }
+    std::string_view record() const {
+      return std::string_view(reinterpret_cast<const char*>(words.data()),
+                              size);
+    }
   };
+
+  // The longest delay or invisible duration accepted: a year.
+  static constexpr int64_t kMaxMs = int64_t{366} * 24 * 3600 * 1000;
+  // A reply carries at most this many record bytes (and at least one
+  // message); the rest waits for the next receive.
+  static constexpr size_t kMaxReplyBytes = size_t{8} << 20;
+
+  // Receive thread: copies a batch out and lets it go.
+  static absl::StatusOr<std::vector<Held>> Copy(
+      absl::StatusOr<ReceivedBatch> batch, const std::string& topic) {
+    if (!batch.ok()) return batch.status();
+    std::vector<Held> out;
+    for (const MessageView& view : *batch) {
+      Held held;
+      const std::string_view record = view.record();
+      held.size = record.size();
+      held.words.resize((record.size() + 7) / 8);
+      std::memcpy(held.words.data(), record.data(), record.size());
+      held.reconsume_times = view.reconsume_times();
+      held.copy_offset = internal::MessageViewDecoder::CopyOffset(view);
+      absl::Status decoded =
+          held.copy_offset != internal::MessageViewDecoder::kNotACopy
+              ? internal::MessageViewDecoder::DecodeCopy(
+                    held.record(), topic, held.copy_offset, &held.view)
+              : internal::MessageViewDecoder::Decode(held.record(), topic,
+                                                     &held.view);
+      if (!decoded.ok()) return decoded;
+      if (held.copy_offset == internal::MessageViewDecoder::kNotACopy) {
+        internal::MessageViewDecoder::SetReconsumeTimes(held.view,
+                                                        held.reconsume_times);
+      }
+      out.push_back(std::move(held));
+    }
+    return out;
+  }
+
+  // Moves what is ready (up to `max` messages and kMaxReplyBytes) into the
+  // reply and in flight.
+  void Reply(ReceiveContext& context, uint32_t max) {
+    Answer(context, absl::OkStatus());
+    size_t count = 0, bytes = 0;
+    while (count < ready_.size() && count < max &&
+           (count == 0 || bytes + ready_[count].size <= kMaxReplyBytes)) {
+      bytes += ready_[count].size;
+      ++count;
+    }
+    auto list = context.getResults().initDeliveries(count);
+    for (size_t i = 0; i < count; ++i) {
+      Held& held = ready_.front();
+      const uint64_t handle = ++next_handle_;
+      list[i].setHandle(handle);
+      list[i].setRecord(capnp::Data::Reader(
+          reinterpret_cast<const kj::byte*>(held.words.data()), held.size));
+      list[i].setReconsumeTimes(held.reconsume_times);
+      list[i].setCopyOffset(held.copy_offset);
+      in_flight_.emplace(handle, std::move(held));
+      ready_.pop_front();
+    }
+  }
 
   static absl::Status Unknown(uint64_t handle) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -992,16 +1229,21 @@ class SubscriptionService final : public rpc::Subscription::Server {
     for (auto it = in_flight_.begin(); it != in_flight_.end();) {
       it = it->second.handed_out < cutoff ? in_flight_.erase(it) : ++it;
     }
+    while (!ready_.empty() && ready_.front().handed_out < cutoff) {
+      ready_.pop_front();
+    }
   }
 
   ServerImpl* const server_;
-  std::unique_ptr<Consumer> consumer_;
-  std::unique_ptr<WorkerPool> receiver_;
+  std::shared_ptr<Consumer> consumer_;
+  const std::string topic_;  // the views' topic name
+  std::shared_ptr<WorkerPool> receiver_;
   const uint32_t max_in_flight_;
   const absl::Duration invisible_;
   // Loop thread only.
   bool receiving_ = false;
   uint64_t next_handle_ = 0;
+  std::deque<Held> ready_;  // received, not sent yet
   std::map<uint64_t, Held> in_flight_;
 };
 
@@ -1023,8 +1265,9 @@ kj::Promise<void> BrokerService::subscribe(SubscribeContext context) {
              invisible = options.invisible_duration](Result r) mutable {
         Answer(context, r.status());
         if (!r.ok()) return;
+        std::string name = (*r)->topic();
         context.getResults().setSubscription(kj::heap<SubscriptionService>(
-            server, *std::move(r), max_in_flight, invisible));
+            server, *std::move(r), std::move(name), max_in_flight, invisible));
       });
 }
 

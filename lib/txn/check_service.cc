@@ -170,7 +170,8 @@ absl::Status CheckService::Register(std::string_view group_name,
   return absl::OkStatus();
 }
 
-absl::Status CheckService::Unregister(std::string_view group_name) {
+absl::Status CheckService::Unregister(std::string_view group_name,
+                                      const TransactionChecker* only_if) {
   const std::string name(group_name);
   absl::MutexLock registration(&registration_mu_);
   std::unique_ptr<Group> group;
@@ -186,6 +187,9 @@ absl::Status CheckService::Unregister(std::string_view group_name) {
           "a checker of group '%s' cannot unregister itself from inside "
           "Check",
           name));
+    }
+    if (only_if != nullptr && it->second->checker.get() != only_if) {
+      return absl::OkStatus();  // replaced since: not ours to remove
     }
     group = std::move(it->second);
     groups_.erase(it);

@@ -61,7 +61,10 @@ class CheckService {
   absl::Status Register(std::string_view group,
                         std::shared_ptr<TransactionChecker> checker,
                         const CheckPolicy& policy);
-  absl::Status Unregister(std::string_view group);
+  // `only_if`: unregister only while it is the group's checker (OK and
+  // nothing done otherwise).
+  absl::Status Unregister(std::string_view group,
+                          const TransactionChecker* only_if = nullptr);
   // Stops every worker (each finishes the check in progress). Idempotent.
   void Stop();
 

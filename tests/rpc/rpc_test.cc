@@ -1,9 +1,14 @@
 // The RPC front: RpcServer serving a Broker, RemoteBroker using it, over a
 // Unix socket and loopback TCP, in one process.
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -338,6 +343,91 @@ TEST_F(RpcTest, ARemoteCheckerAnswersCheckBacksUntilItsClientLeaves) {
   EXPECT_TRUE(Eventually([&] { return Count() == 2; }));
   TXMQ_ASSERT_OK((*again)->UnregisterChecker("orders-tx"));
   EXPECT_TRUE(absl::IsNotFound((*again)->UnregisterChecker("orders-tx")));
+}
+
+TEST_F(RpcTest, AFailedReRegistrationKeepsTheWorkingOne) {
+  class Commits : public TransactionChecker {
+   public:
+    TransactionState Check(const HalfMessage&) override {
+      return TransactionState::kCommit;
+    }
+  };
+  CheckPolicy policy;
+  policy.first_interval = absl::Seconds(1);
+  TXMQ_ASSERT_OK(remote_->RegisterChecker("orders-tx",
+                                          std::make_shared<Commits>(), policy));
+  CheckPolicy bad = policy;
+  bad.first_interval = -absl::Seconds(1);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      remote_->RegisterChecker("orders-tx", std::make_shared<Commits>(), bad)));
+  auto producer = remote_->CreateProducer({.group = "orders-tx"});
+  TXMQ_ASSERT_OK((*producer)->Begin({.topic = topic_, .body = "x"},
+                                    {.first_check = absl::Seconds(1)}));
+  clock_->Advance(absl::Seconds(2));
+  EXPECT_TRUE(Eventually([&] { return Count() == 1; }));
+}
+
+TEST_F(RpcTest, ADisconnectLeavesTheHostsOwnCheckerAlone) {
+  class Answers : public TransactionChecker {
+   public:
+    explicit Answers(TransactionState s) : state(s) {}
+    TransactionState Check(const HalfMessage&) override { return state; }
+    const TransactionState state;
+  };
+  TXMQ_ASSERT_OK(remote_->RegisterChecker(
+      "orders-tx", std::make_shared<Answers>(TransactionState::kRollback)));
+  // The host registers its own afterwards; then the client leaves.
+  CheckPolicy policy;
+  policy.first_interval = absl::Seconds(1);
+  TXMQ_ASSERT_OK(broker_->RegisterChecker(
+      "orders-tx", std::make_shared<Answers>(TransactionState::kCommit),
+      policy));
+  remote_.reset();
+  ASSERT_TRUE(
+      Eventually([&] { return server_->Stats().remote_checkers == 0; }));
+  TXMQ_ASSERT_OK(producer_->Begin({.topic = topic_, .body = "host"},
+                                  {.first_check = absl::Seconds(1)}));
+  clock_->Advance(absl::Seconds(2));
+  EXPECT_TRUE(Eventually([&] { return Count() == 1; }));  // still checked
+}
+
+TEST_F(RpcTest, ABatchOfAnotherConsumerIsCheckedViewByView) {
+  TXMQ_ASSERT_OK(producer_->Send({.topic = topic_, .body = "one"}));
+  auto a = remote_->CreateConsumer("a", topic_);
+  auto b = remote_->CreateConsumer("b", topic_);
+  auto batch = (*b)->Receive(10, absl::Seconds(5));
+  TXMQ_ASSERT_OK(batch);
+  ASSERT_EQ(batch->size(), 1u);
+  EXPECT_TRUE(absl::IsInvalidArgument((*a)->Ack(*batch)));
+  TXMQ_EXPECT_OK((*b)->Ack(*batch));
+  EXPECT_TRUE(absl::IsFailedPrecondition((*b)->Ack(*batch)));  // settled
+}
+
+TEST_F(RpcTest, TheSocketPathIsTakenOnlyWhenFree) {
+  // A live server's socket: refused.
+  auto second = RpcServer::Start(*broker_, {.listen = server_->address()});
+  EXPECT_TRUE(absl::IsUnavailable(second.status())) << second.status();
+  // A regular file: refused, and left alone.
+  std::ofstream(tmp_.Sub("file")) << "keep me";
+  auto file =
+      RpcServer::Start(*broker_, {.listen = "unix:" + tmp_.Sub("file")});
+  EXPECT_TRUE(absl::IsFailedPrecondition(file.status())) << file.status();
+  EXPECT_EQ(ReadFile(tmp_.Sub("file")), "keep me");
+  // A dead server's socket: replaced.
+  const std::string stale = tmp_.Sub("stale.sock");
+  {
+    auto s = RpcServer::Start(*broker_, {.listen = "unix:" + stale});
+    TXMQ_ASSERT_OK(s);
+    (*s)->Stop();
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, stale.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  close(fd);  // a socket file nobody listens on
+  auto replaced = RpcServer::Start(*broker_, {.listen = "unix:" + stale});
+  TXMQ_EXPECT_OK(replaced);
 }
 
 TEST_F(RpcTest, UnixSocketIsOwnerOnly) {
