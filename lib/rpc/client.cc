@@ -16,6 +16,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
+#include <deque>
 #include <future>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "broker/callback_runner.h"
 #include "broker/producer_impl.h"
 #include "log/message_view_decoder.h"
@@ -430,42 +432,145 @@ class RemoteImpl final : public RemoteBroker {
   }
 
   // Producer calls.
+  //
+  // Sends from every thread meet in one queue; the loop drains it into
+  // sendEach calls of up to kMaxPerCall messages, at most kMaxCallsInFlight
+  // at a time, so that under load one round trip carries many threads'
+  // messages (each still answered on its own). A lone send is one call, as
+  // before.
+  using SendDeliver = std::function<void(absl::StatusOr<SendResult>)>;
+
   absl::StatusOr<SendResult> Send(const Message& message,
                                   QueueSelector selector) {
-    using Result = absl::StatusOr<SendResult>;
-    return Call<Result>([&] { return StartSend(message, selector); });
+    absl::Notification done;
+    absl::StatusOr<SendResult> result;
+    Enqueue(message, selector, [&](absl::StatusOr<SendResult> r) {
+      result = std::move(r);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
   }
 
   void SendAsync(const Message& message, QueueSelector selector,
                  Producer::SendCallback done) {
     auto callback = std::make_shared<Producer::SendCallback>(std::move(done));
-    using Result = absl::StatusOr<SendResult>;
-    kj::Own<const kj::Executor> executor = Executor();
-    if (executor.get() == nullptr) {
-      callbacks_.Post([callback] {
-        (*callback)(absl::UnavailableError(
-            "the connection to the txmq server is closed"));
-      });
-      return;
+    Enqueue(message, selector, [this, callback](absl::StatusOr<SendResult> r) {
+      callbacks_.Post([callback, r = std::move(r)] { (*callback)(r); });
+    });
+  }
+
+ private:
+  static constexpr size_t kMaxPerCall = 1000;
+  static constexpr int kMaxCallsInFlight = 4;
+
+  struct QueuedSend {
+    Message message;
+    QueueSelector selector;
+    SendDeliver deliver;
+  };
+
+  static absl::Status Closed() {
+    return absl::UnavailableError(
+        "the connection to the txmq server is closed");
+  }
+
+  void Enqueue(const Message& message, QueueSelector selector,
+               SendDeliver deliver) {
+    bool kick = false;
+    {
+      absl::MutexLock lock(&send_mu_);
+      send_queue_.push_back(QueuedSend{message, selector, std::move(deliver)});
+      if (!kick_pending_ && calls_in_flight_ < kMaxCallsInFlight) {
+        kick_pending_ = kick = true;
+      }
     }
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
-                   executor->executeSync([&] {
-                     tasks_->add(StartSend(message, selector)
-                                     .then([](Result r) { return r; },
-                                           [](kj::Exception&& e) -> Result {
-                                             return rpc::FromException(e);
-                                           })
-                                     .then([this, callback](Result r) {
-                                       callbacks_.Post(
-                                           [callback, r] { (*callback)(r); });
-                                     }));
-                   });
-                 })) {
-      Result r = rpc::FromException(*e);
-      callbacks_.Post([callback, r] { (*callback)(r); });
+    if (!kick) return;  // a drain is due already
+    kj::Own<const kj::Executor> executor = Executor();
+    bool started = false;
+    if (executor.get() != nullptr) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                     executor->executeSync([this] { Drain(); });
+                     started = true;
+                   })) {
+        (void)e;
+      }
+    }
+    if (!started) FailQueued(Closed());
+  }
+
+  // Answers everything queued with `status` (the connection is gone).
+  void FailQueued(const absl::Status& status) {
+    std::deque<QueuedSend> queued;
+    {
+      absl::MutexLock lock(&send_mu_);
+      queued.swap(send_queue_);
+      kick_pending_ = false;
+    }
+    for (QueuedSend& q : queued) q.deliver(status);
+  }
+
+  // Loop thread: turns the queue into sendEach calls.
+  void Drain() {
+    while (true) {
+      auto batch = std::make_shared<std::vector<QueuedSend>>();
+      QueueSelector selector;
+      {
+        absl::MutexLock lock(&send_mu_);
+        kick_pending_ = false;
+        if (send_queue_.empty() || calls_in_flight_ >= kMaxCallsInFlight ||
+            tasks_ == nullptr) {
+          return;
+        }
+        selector = send_queue_.front().selector;
+        while (!send_queue_.empty() && batch->size() < kMaxPerCall &&
+               send_queue_.front().selector == selector) {
+          batch->push_back(std::move(send_queue_.front()));
+          send_queue_.pop_front();
+        }
+        ++calls_in_flight_;
+      }
+      auto req = broker_.sendEachRequest();
+      req.setSelector(rpc::ToWire(selector));
+      auto list = req.initMessages(batch->size());
+      for (size_t i = 0; i < batch->size(); ++i) {
+        rpc::ToWire((*batch)[i].message, list[i]);
+      }
+      tasks_->add(req.send()
+                      .then(
+                          [batch](auto r) {
+                            auto outcomes = r.getOutcomes();
+                            for (size_t i = 0; i < batch->size(); ++i) {
+                              if (i >= outcomes.size()) {
+                                (*batch)[i].deliver(absl::DataLossError(
+                                    "the txmq server answered fewer sends"));
+                                continue;
+                              }
+                              absl::Status s =
+                                  rpc::FromWire(outcomes[i].getStatus());
+                              if (s.ok()) {
+                                (*batch)[i].deliver(
+                                    rpc::FromWire(outcomes[i].getResult()));
+                              } else {
+                                (*batch)[i].deliver(s);
+                              }
+                            }
+                          },
+                          [batch](kj::Exception&& e) {
+                            const absl::Status s = rpc::FromException(e);
+                            for (QueuedSend& q : *batch) q.deliver(s);
+                          })
+                      .then([this] {
+                        {
+                          absl::MutexLock lock(&send_mu_);
+                          --calls_in_flight_;
+                        }
+                        Drain();  // what queued meanwhile
+                      }));
     }
   }
 
+ public:
   absl::StatusOr<std::vector<SendResult>> SendBatch(
       const std::vector<Message>& messages, QueueSelector selector) {
     using Result = absl::StatusOr<std::vector<SendResult>>;
@@ -512,19 +617,6 @@ class RemoteImpl final : public RemoteBroker {
   }
 
  private:
-  kj::Promise<absl::StatusOr<SendResult>> StartSend(const Message& message,
-                                                    QueueSelector selector) {
-    using Result = absl::StatusOr<SendResult>;
-    auto req = broker_.sendRequest();
-    rpc::ToWire(message, req.initMessage());
-    req.setSelector(rpc::ToWire(selector));
-    return req.send().then([](auto r) -> Result {
-      absl::Status s = rpc::FromWire(r.getStatus());
-      if (!s.ok()) return s;
-      return rpc::FromWire(r.getResult());
-    });
-  }
-
   class ErrorHandler final : public kj::TaskSet::ErrorHandler {
    public:
     void taskFailed(kj::Exception&&) override {}  // reported per call
@@ -608,6 +700,7 @@ class RemoteImpl final : public RemoteBroker {
     network = nullptr;
     stream = nullptr;
     tasks.onEmpty().wait(io.waitScope);
+    FailQueued(Closed());  // queued, never sent
     tasks_ = nullptr;
     stop_ = nullptr;
     {
@@ -620,7 +713,12 @@ class RemoteImpl final : public RemoteBroker {
   const ConnectOptions options_;
   std::thread thread_;
   CallbackRunner callbacks_;
-  CallbackRunner checks_;  // the host's checkers run here
+  CallbackRunner checks_;
+  absl::Mutex send_mu_;
+  std::deque<QueuedSend> send_queue_ ABSL_GUARDED_BY(send_mu_);
+  int calls_in_flight_ ABSL_GUARDED_BY(send_mu_) = 0;
+  bool kick_pending_ ABSL_GUARDED_BY(send_mu_) =
+      false;  // the host's checkers run here
   absl::Mutex mu_;
   kj::Own<const kj::Executor> executor_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

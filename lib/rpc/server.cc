@@ -187,6 +187,7 @@ class BrokerService final : public rpc::Broker::Server {
   kj::Promise<void> unregisterChecker(
       UnregisterCheckerContext context) override;
   kj::Promise<void> subscribe(SubscribeContext context) override;
+  kj::Promise<void> sendEach(SendEachContext context) override;
 
  private:
   ServerImpl* const server_;
@@ -1269,6 +1270,68 @@ kj::Promise<void> BrokerService::subscribe(SubscribeContext context) {
         context.getResults().setSubscription(kj::heap<SubscriptionService>(
             server, *std::move(r), std::move(name), max_in_flight, invisible));
       });
+}
+
+kj::Promise<void> BrokerService::sendEach(SendEachContext context) {
+  auto p = context.getParams();
+  const auto list = p.getMessages();
+  if (list.size() > rpc::kMaxWireBatch) {
+    return KJ_EXCEPTION(FAILED, "sendEach carries at most 10,000 messages");
+  }
+  absl::StatusOr<Producer*> producer =
+      server_->ProducerFor("", p.getSelector());
+  using Result = absl::StatusOr<SendResult>;
+  // One result per message; the last completion fulfils the promise.
+  struct Pending {
+    explicit Pending(size_t n) : results(n), left(n) {}
+    std::vector<Result> results;
+    std::atomic<size_t> left;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> done;
+  };
+  auto pending = std::make_shared<Pending>(list.size());
+  std::vector<std::optional<Message>> messages(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    absl::Status s =
+        producer.ok() ? rpc::CheckWireMessage(list[i]) : producer.status();
+    if (s.ok()) {
+      messages[i] = rpc::FromWire(list[i]);  // may throw: nothing started
+    } else {
+      pending->results[i] = s;
+    }
+  }
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  pending->done = kj::mv(paf.fulfiller);
+  ServerImpl* server = server_;
+  auto finish_one = [pending, server](size_t i, Result r, bool counted) {
+    pending->results[i] = std::move(r);
+    if (pending->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      pending->done->fulfill();
+      pending->done = nullptr;
+    }
+    if (counted) server->SendDone();
+  };
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (!messages[i].has_value()) {
+      finish_one(i, pending->results[i], /*counted=*/false);
+      continue;
+    }
+    server->SendStarted();
+    (*producer)->SendAsync(*messages[i], [finish_one, i](Result r) {
+      finish_one(i, std::move(r), /*counted=*/true);
+    });
+  }
+  if (messages.empty()) {
+    context.getResults().initOutcomes(0);
+    return kj::READY_NOW;
+  }
+  return paf.promise.then([context, pending]() mutable {
+    auto outcomes = context.getResults().initOutcomes(pending->results.size());
+    for (size_t i = 0; i < pending->results.size(); ++i) {
+      const Result& r = pending->results[i];
+      rpc::ToWire(r.status(), outcomes[i].initStatus());
+      if (r.ok()) rpc::ToWire(*r, outcomes[i].initResult());
+    }
+  });
 }
 
 }  // namespace

@@ -43,6 +43,11 @@ struct SendResult {
   deliverAtMs @4 :Int64;
 }
 
+struct SendOutcome {
+  status @0 :Status;
+  result @1 :SendResult;
+}
+
 struct QueueInfo {
   queue @0 :UInt32;
   firstOffset @1 :UInt64;
@@ -161,4 +166,10 @@ interface Broker {
 
   subscribe @11 (group :Text, topic :Text, options :ConsumerOptions)
       -> (status :Status, subscription :Subscription);
+
+  # Sends each message on its own (unlike sendBatch, not atomically): one
+  # outcome per message, in order. The client library carries the sends
+  # of many threads in one such call (at most 10,000 messages).
+  sendEach @12 (messages :List(Message), selector :UInt8)
+      -> (outcomes :List(SendOutcome));
 }

@@ -20,5 +20,6 @@ interface Gate @0xbb02d1e048ecdade {
 interface Broker @0xd5c87c78c51a8b74 {
   m0 @0 (); m1 @1 (); m2 @2 (); m3 @3 (); m4 @4 (); m5 @5 ();
   m6 @6 (); m7 @7 (); m8 @8 (); m9 @9 (); m10 @10 (); m11 @11 ();
-  frobnicate @12 () -> (answer :Text);
+  m12 @12 ();
+  frobnicate @13 () -> (answer :Text);
 }
