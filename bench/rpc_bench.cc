@@ -32,7 +32,9 @@
 //                a time). Receive: XREADGROUP ... BLOCK, then XACK.
 //   nats         nats-server -js, a file-storage stream; js_Publish (waits
 //                for the stream's PubAck) from the N threads on ONE
-//                connection. Receive: a pull consumer (Fetch), natsMsg_Ack.
+//                connection. Receive: a durable push consumer with explicit
+//                acks (js_SubscribeSync, NextMsg, natsMsg_Ack); a pull
+//                consumer (Fetch of up to 64) measured some 7x slower here.
 //                nats-server 2.9 has no fsync setting: its PubAck means
 //                "written", the file is fsynced every 2 minutes. So its
 //                acknowledgements are not power-loss durable; compare with
@@ -135,7 +137,11 @@ struct Flags {
   std::string redis;  // host:port; empty: no Redis
   std::string nats;   // nats://host:port; empty: no NATS
   std::string txmq;   // an external `txmq serve`; empty: served in process
-  std::string dir;    // txmq data; empty: a temporary directory
+  // The external servers' processes, whose CPU time counts with this one's.
+  int redis_pid = 0;
+  int nats_pid = 0;
+  int txmq_pid = 0;
+  std::string dir;  // txmq data; empty: a temporary directory
   std::vector<int> threads = {1, 16, 64};
   double seconds = 3;
   double warmup = 0.5;
@@ -167,6 +173,12 @@ Flags ParseFlags(int argc, char** argv) {
       f.nats = value;
     } else if (name == "txmq") {
       f.txmq = value;
+    } else if (name == "redis_pid") {
+      number(&f.redis_pid);
+    } else if (name == "nats_pid") {
+      number(&f.nats_pid);
+    } else if (name == "txmq_pid") {
+      number(&f.txmq_pid);
     } else if (name == "dir") {
       f.dir = value;
     } else if (name == "threads") {
@@ -188,7 +200,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.systems = absl::StrSplit(value, ',', absl::SkipEmpty());
     } else {
       Die("unknown flag --" + name +
-          " (--redis --nats --txmq --dir --threads --seconds --warmup --rounds "
+          " (--redis --nats --txmq --redis_pid --nats_pid --txmq_pid --dir "
+          "--threads --seconds --warmup --rounds "
           "--latency_messages --systems)");
     }
   }
@@ -297,12 +310,13 @@ class DiskFlushCounter {
   bool ok_ = false;
 };
 
-// Busy CPU time of the whole machine (every process: the clients, the
-// in-process txmq server, redis-server, nats-server), from /proc/stat.
-struct CpuTimes {
+// Busy CPU time of the whole machine (every process), from /proc/stat:
+// shows whether the machine was saturated, and, against the processes'
+// own time below, how much others (noise) took.
+struct MachineCpu {
   double busy_seconds = 0;
   double total_seconds = 0;
-  static CpuTimes Now() {
+  static MachineCpu Now() {
     std::ifstream in("/proc/stat");
     std::string cpu;
     uint64_t v[8] = {};
@@ -315,6 +329,30 @@ struct CpuTimes {
     return {(total - idle) / tick, total / tick};
   }
 };
+
+// CPU time (user + system) of the processes in `pids` (0: this one), from
+// /proc/PID/stat: the clients (this process, with an in-process txmq
+// server) and the external server.
+double ProcessCpuSeconds(const std::vector<int>& pids) {
+  double seconds = 0;
+  for (int pid : pids) {
+    std::ifstream in(pid == 0 ? std::string("/proc/self/stat")
+                              : absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::vector<std::string> f = absl::StrSplit(
+        absl::string_view(stat).substr(paren + 2), ' ', absl::SkipEmpty());
+    uint64_t utime = 0, stime = 0;
+    // Fields 14 and 15 of proc(5), counted from the state (field 3).
+    if (f.size() > 12 && absl::SimpleAtoi(f[11], &utime) &&
+        absl::SimpleAtoi(f[12], &stime)) {
+      seconds += (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+  }
+  return seconds;
+}
 
 // ---- what a system provides ----------------------------------------------
 
@@ -668,21 +706,14 @@ class NatsSubscriber final : public Subscriber {
       : c_(std::move(c)), sub_(sub) {}
   ~NatsSubscriber() override { natsSubscription_Destroy(sub_); }
   absl::Status Receive(std::vector<std::string>* bodies) override {
-    natsMsgList list;
-    jsErrCode js = jsErrCode(0);
-    natsStatus s = natsSubscription_Fetch(&list, sub_, 64, 200, &js);
+    natsMsg* m = nullptr;
+    natsStatus s = natsSubscription_NextMsg(&m, sub_, 200);
     if (s == NATS_TIMEOUT) return absl::OkStatus();
-    if (s != NATS_OK) return NatsError(s, js, "fetch");
-    absl::Status status;
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* m = list.Msgs[i];
-      bodies->emplace_back(natsMsg_GetData(m), natsMsg_GetDataLength(m));
-      if (s = natsMsg_Ack(m, nullptr); s != NATS_OK && status.ok()) {
-        status = NatsError(s, js, "ack");
-      }
-    }
-    natsMsgList_Destroy(&list);
-    return status;
+    if (s != NATS_OK) return NatsError(s, jsErrCode(0), "next");
+    bodies->emplace_back(natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    s = natsMsg_Ack(m, nullptr);  // published, not waited for
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? absl::OkStatus() : NatsError(s, jsErrCode(0), "ack");
   }
 
  private:
@@ -713,13 +744,16 @@ class NatsSystem final : public System {
     if (absl::Status s = EnsureStream(**c, channel); !s.ok()) return s;
     jsSubOptions options;
     jsSubOptions_Init(&options);
+    // A durable push consumer: the server sends each message as it is
+    // stored, to this connection's inbox.
+    options.Config.Durable = "bench";
     options.Config.DeliverPolicy = js_DeliverNew;
     options.Config.AckPolicy = js_AckExplicit;
     natsSubscription* sub = nullptr;
     jsErrCode js = jsErrCode(0);
-    natsStatus s = js_PullSubscribe(&sub, (*c)->js(), channel.c_str(), "bench",
-                                    nullptr, &options, &js);
-    if (s != NATS_OK) return NatsError(s, js, "pull subscribe");
+    natsStatus s = js_SubscribeSync(&sub, (*c)->js(), channel.c_str(), nullptr,
+                                    &options, &js);
+    if (s != NATS_OK) return NatsError(s, js, "subscribe");
     return std::make_unique<NatsSubscriber>(*c, sub);
   }
 
@@ -755,8 +789,9 @@ struct ThroughputRun {
   double ack_p99_us = kNaN;
   double fsyncs_per_message = kNaN;
   double flushes_per_message = kNaN;
-  double cpu_us_per_message = kNaN;
-  double cpu_busy = kNaN;  // the machine's busy share, 0..1
+  double cpu_us_per_message = kNaN;  // the system's processes
+  double cores = kNaN;               // the system's processes, in CPUs
+  double machine_busy = kNaN;        // every process, 0..1
   std::string error;
 };
 
@@ -765,8 +800,10 @@ struct Counters {
   DiskFlushCounter flushes;
 };
 
+// `pids`: the processes whose CPU time counts for the system (0: this one).
 ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
-                            const Counters& counters) {
+                            const Counters& counters,
+                            const std::vector<int>& pids) {
   ThroughputRun run;
   auto publishers = system.Publishers(threads, "bench");
   if (!publishers.ok()) {
@@ -804,7 +841,8 @@ ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
   const uint64_t count0 = done.load();
   const uint64_t syncs0 = counters.syncs.Read();
   const std::optional<uint64_t> flushes0 = counters.flushes.Read();
-  const CpuTimes cpu0 = CpuTimes::Now();
+  const MachineCpu machine0 = MachineCpu::Now();
+  const double cpu0 = ProcessCpuSeconds(pids);
   const int64_t t0 = SteadyNanos();
   measuring = true;
   SleepSeconds(flags.seconds);
@@ -812,7 +850,8 @@ ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
   const uint64_t count1 = done.load();
   const uint64_t syncs1 = counters.syncs.Read();
   const std::optional<uint64_t> flushes1 = counters.flushes.Read();
-  const CpuTimes cpu1 = CpuTimes::Now();
+  const MachineCpu machine1 = MachineCpu::Now();
+  const double cpu1 = ProcessCpuSeconds(pids);
   const int64_t t1 = SteadyNanos();
   stop = true;
   for (std::thread& t : workers) t.join();
@@ -831,10 +870,11 @@ ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
     run.flushes_per_message =
         static_cast<double>(*flushes1 - *flushes0) / messages;
   }
-  const double busy = cpu1.busy_seconds - cpu0.busy_seconds;
-  run.cpu_us_per_message = busy * 1e6 / messages;
-  if (cpu1.total_seconds > cpu0.total_seconds) {
-    run.cpu_busy = busy / (cpu1.total_seconds - cpu0.total_seconds);
+  run.cpu_us_per_message = (cpu1 - cpu0) * 1e6 / messages;
+  run.cores = (cpu1 - cpu0) / ((t1 - t0) / 1e9);
+  if (machine1.total_seconds > machine0.total_seconds) {
+    run.machine_busy = (machine1.busy_seconds - machine0.busy_seconds) /
+                       (machine1.total_seconds - machine0.total_seconds);
   }
   return run;
 }
@@ -1028,18 +1068,27 @@ int main(int argc, char** argv) {
   for (int round = 1; round <= flags.rounds; ++round) {
     for (int n : flags.threads) {
       for (auto& [name, system] : systems) {
-        ThroughputRun run = RunThroughput(*system, n, flags, counters);
+        std::vector<int> pids = {0};
+        if (name == "redis" && flags.redis_pid > 0)
+          pids.push_back(flags.redis_pid);
+        if (name == "nats" && flags.nats_pid > 0)
+          pids.push_back(flags.nats_pid);
+        if (name.rfind("txmq", 0) == 0 && flags.txmq_pid > 0) {
+          pids.push_back(flags.txmq_pid);
+        }
+        ThroughputRun run = RunThroughput(*system, n, flags, counters, pids);
         std::fprintf(stderr,
                      "round %d, %2d threads, %-11s %9s msg/s  ack p50 %s us "
                      "p99 %s us  fsyncs/msg %s flushes/msg %s cpu %s us/msg "
-                     "busy %s %s\n",
+                     "%s cores, machine busy %s %s\n",
                      round, n, name.c_str(), Human(run.per_second).c_str(),
                      Fixed(run.ack_p50_us, "%.0f").c_str(),
                      Fixed(run.ack_p99_us, "%.0f").c_str(),
                      Fixed(run.fsyncs_per_message, "%.3f").c_str(),
                      Fixed(run.flushes_per_message, "%.3f").c_str(),
                      Fixed(run.cpu_us_per_message, "%.0f").c_str(),
-                     Fixed(run.cpu_busy * 100, "%.0f%%").c_str(),
+                     Fixed(run.cores, "%.2f").c_str(),
+                     Fixed(run.machine_busy * 100, "%.0f%%").c_str(),
                      run.error.c_str());
         runs[{n, name}].push_back(run);
       }
@@ -1075,8 +1124,8 @@ int main(int argc, char** argv) {
       flags.rounds, flags.seconds);
   std::printf(
       "| threads | system | msg/s | ack p50 us | ack p99 us | fsyncs/msg | "
-      "disk flushes/msg | CPU us/msg | CPU busy |\n"
-      "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+      "disk flushes/msg | CPU us/msg | CPUs used | machine busy |\n"
+      "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int n : flags.threads) {
     for (const auto& [name, system] : systems) {
       std::string error;
@@ -1084,8 +1133,8 @@ int main(int argc, char** argv) {
         if (!r.error.empty()) error = " (failed: " + r.error + ")";
       }
       std::printf(
-          "| %d | %s%s | %s | %s | %s | %s | %s | %s | %s |\n", n, name.c_str(),
-          error.c_str(),
+          "| %d | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
+          name.c_str(), error.c_str(),
           Human(median(n, name, &ThroughputRun::per_second)).c_str(),
           Fixed(median(n, name, &ThroughputRun::ack_p50_us), "%.0f").c_str(),
           Fixed(median(n, name, &ThroughputRun::ack_p99_us), "%.0f").c_str(),
@@ -1095,7 +1144,8 @@ int main(int argc, char** argv) {
               .c_str(),
           Fixed(median(n, name, &ThroughputRun::cpu_us_per_message), "%.0f")
               .c_str(),
-          Fixed(median(n, name, &ThroughputRun::cpu_busy) * 100, "%.0f%%")
+          Fixed(median(n, name, &ThroughputRun::cores), "%.2f").c_str(),
+          Fixed(median(n, name, &ThroughputRun::machine_busy) * 100, "%.0f%%")
               .c_str());
     }
   }

@@ -91,7 +91,8 @@ out=bench/results/rpc_latest.md
     "$(date -u +%Y-%m-%dT%H:%MZ)."
   echo
   TXMQ_BENCH_DIR="$tmp" "$bench" --redis="127.0.0.1:$redis_port" \
-    --nats="nats://127.0.0.1:$nats_port" --dir="$tmp" "$@"
+    --nats="nats://127.0.0.1:$nats_port" --redis_pid="$redis_pid" \
+    --nats_pid="$nats_pid" --dir="$tmp" "$@"
 } | tee "$out"
 aof_rewrites=$(grep -c 'Background append only file rewriting started' \
   "$tmp/redis.log" || true)
