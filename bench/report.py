@@ -46,6 +46,8 @@ LIMITS = [
     ("500,000 delayed messages due at once: all delivered within",
      "BM_TxmqDelayedBurst/iterations:1/real_time", "all_in_ms", 2000.0, "ms"),
 ]
+# docs/benchmarks.md from this heading on is not generated: it is kept.
+KEPT_FROM = "\n## RPC against Redis Streams and NATS JetStream"
 # Rows whose counters (percentiles) get a table of their own.
 COUNTER_ROWS = ("BM_TxmqLatency", "BM_TxmqDelayed")
 
@@ -136,6 +138,16 @@ def main(results, out_md, out_dat):
                 if k not in skip and isinstance(row[k], (int, float)) and
                 (k.endswith(("_us", "_ms")) or k in ("early", "within_10ms")))
             lines.append(f"| `{name}` | {counters} |")
+    # Sections written by hand after the generated part (the RPC comparison
+    # of bench/rpc_bench.sh) are kept.
+    try:
+        with open(out_md) as f:
+            old = f.read()
+        at = old.find(KEPT_FROM)
+        if at >= 0:
+            lines += ["", old[at + 1:].rstrip("\n")]
+    except OSError:
+        pass
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
 
