@@ -6,8 +6,9 @@
 //               publishing 128-byte messages one at a time and blocking on
 //               the durable acknowledgement, for --seconds after a warm-up;
 //               repeated --rounds times, interleaved, medians reported.
-//               Also the acknowledgement latency (p50/p99) and the fsync
-//               calls per message (see "fsyncs" below).
+//               Also the acknowledgement latency (p50/p99), and per
+//               message the fsync calls, disk flushes and CPU time (see
+//               below).
 //   latency     one publisher (publishing one message at a time, durable
 //               ack) and one consumer (a long-polling receive, then an ack)
 //               on a fresh channel: publish-to-receive p50/p99 of
@@ -40,17 +41,29 @@
 //                acknowledgements are not power-loss durable; compare with
 //                txmq-async for like semantics.
 //   txmq-conns   (diagnostic) as txmq, one RemoteBroker per thread.
+//   txmq-window  (diagnostic) as txmq, but ONE thread keeps N sends in
+//                flight with Producer::SendAsync (N = the thread count of
+//                the row): the RPC path without N client threads.
 //   txmq-inproc  (diagnostic) Producer::Send on the Broker in process, no
 //                RPC: the ceiling the RPC path is measured against.
 //   txmq-async   (diagnostic) as txmq on a second broker in kAsync
 //                (committed, fsynced every 100 ms: NATS's kind of ack).
 //
-// fsyncs: the calls to fsync(2) and fdatasync(2) made on the whole machine
-// during the measured window, divided by the messages published in it,
-// counted with the kernel's syscall tracepoints (perf_event_open; needs
-// root or perf_event_paranoid <= -1, else "-"). Only the system under test
-// writes then, so this is its flushes per message: how much group commit
-// each one does.
+// Costs per message, over the measured window:
+//   fsyncs        fsync(2) and fdatasync(2) calls on the whole machine,
+//                 counted with the kernel's syscall tracepoints
+//                 (perf_event_open; needs root or perf_event_paranoid <= -1,
+//                 else "-"). Only the system under test writes then, so
+//                 this shows how much group commit each one does.
+//   disk flushes  cache flush requests completed by the disk holding the
+//                 data (/proc/diskstats): also counts what is no fsync
+//                 call, e.g. LMDB's meta page write through an O_DSYNC
+//                 descriptor, and journal commits.
+//   CPU us/msg    user + system time of this process (the clients, and the
+//                 txmq server when in process) and of the external server
+//                 (--redis_pid, --nats_pid, --txmq_pid); "CPUs used" is the
+//                 same per second; "machine busy" is every process's, so a
+//                 gap between the two is other load (noise).
 //
 // A plain program rather than Google Benchmark: the servers are external,
 // the runs are interleaved across systems, and the figures of interest are
@@ -72,10 +85,12 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -133,6 +148,11 @@ double Median(std::vector<double> v) { return Percentile(v, 50); }
 
 // ---- flags ---------------------------------------------------------------
 
+// Every system, in the order of the tables.
+constexpr const char* kSystems[] = {"txmq",       "redis",       "nats",
+                                    "txmq-conns", "txmq-window", "txmq-inproc",
+                                    "txmq-async"};
+
 struct Flags {
   std::string redis;  // host:port; empty: no Redis
   std::string nats;   // nats://host:port; empty: no NATS
@@ -147,8 +167,7 @@ struct Flags {
   double warmup = 0.5;
   int rounds = 3;
   int latency_messages = 3000;
-  std::vector<std::string> systems = {
-      "txmq", "redis", "nats", "txmq-conns", "txmq-inproc", "txmq-async"};
+  std::vector<std::string> systems = {std::begin(kSystems), std::end(kSystems)};
 };
 
 Flags ParseFlags(int argc, char** argv) {
@@ -362,6 +381,12 @@ class Publisher {
  public:
   virtual ~Publisher() = default;
   virtual absl::Status Publish(std::string_view body) = 0;
+  // For a windowed system: publishes without waiting; `done` runs when the
+  // message is acknowledged, on another thread.
+  virtual void PublishAsync(std::string_view body,
+                            std::function<void(absl::Status)> done) {
+    done(Publish(body));
+  }
 };
 
 // Receives from one channel as a consumer group member; acknowledges what
@@ -382,6 +407,9 @@ class System {
   // A consumer of `channel` that sees what is published after this returns.
   virtual absl::StatusOr<std::unique_ptr<Subscriber>> Subscribe(
       const std::string& channel) = 0;
+  // Driven by ONE thread keeping N publishes in flight (PublishAsync)
+  // instead of N threads each waiting for its own.
+  virtual bool windowed() const { return false; }
 };
 
 // ---- txmq ----------------------------------------------------------------
@@ -396,6 +424,14 @@ class TxmqPublisher final : public Publisher {
   absl::Status Publish(std::string_view body) override {
     return producer_->Send({.topic = topic_, .body = std::string(body)})
         .status();
+  }
+  void PublishAsync(std::string_view body,
+                    std::function<void(absl::Status)> done) override {
+    producer_->SendAsync(
+        {.topic = topic_, .body = std::string(body)},
+        [done = std::move(done)](absl::StatusOr<txmq::SendResult> r) {
+          done(r.status());
+        });
   }
 
  private:
@@ -428,9 +464,12 @@ class TxmqSubscriber final : public Subscriber {
 class TxmqSystem final : public System {
  public:
   // Remote: one RemoteBroker shared by all publishers, or one each.
-  TxmqSystem(std::string address, bool connection_per_thread)
+  // `windowed`: one thread keeps N sends in flight (SendAsync).
+  TxmqSystem(std::string address, bool connection_per_thread,
+             bool windowed = false)
       : address_(std::move(address)),
-        connection_per_thread_(connection_per_thread) {}
+        connection_per_thread_(connection_per_thread),
+        windowed_(windowed) {}
   // In process.
   explicit TxmqSystem(txmq::Broker* broker) : broker_(broker) {}
 
@@ -457,6 +496,8 @@ class TxmqSystem final : public System {
     }
     return out;
   }
+
+  bool windowed() const override { return windowed_; }
 
   absl::StatusOr<std::unique_ptr<Subscriber>> Subscribe(
       const std::string& channel) override {
@@ -500,6 +541,7 @@ class TxmqSystem final : public System {
 
   const std::string address_;
   const bool connection_per_thread_ = false;
+  const bool windowed_ = false;
   txmq::Broker* const broker_ = nullptr;
 };
 
@@ -805,7 +847,8 @@ ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
                             const Counters& counters,
                             const std::vector<int>& pids) {
   ThroughputRun run;
-  auto publishers = system.Publishers(threads, "bench");
+  const bool windowed = system.windowed();
+  auto publishers = system.Publishers(windowed ? 1 : threads, "bench");
   if (!publishers.ok()) {
     run.error = publishers.status().ToString();
     return run;
@@ -817,7 +860,39 @@ ThroughputRun RunThroughput(System& system, int threads, const Flags& flags,
   std::vector<std::vector<double>> acks(threads);
   std::mutex error_mu;
   std::vector<std::thread> workers;
-  for (int i = 0; i < threads; ++i) {
+  // Windowed: one thread keeps `threads` publishes in flight.
+  std::condition_variable window_cv;
+  int in_flight = 0;  // guarded by error_mu
+  if (windowed) {
+    workers.emplace_back([&] {
+      Publisher& publisher = *(*publishers)[0];
+      std::unique_lock<std::mutex> lock(error_mu);
+      while (!stop.load(std::memory_order_relaxed)) {
+        window_cv.wait(lock, [&] { return in_flight < threads; });
+        ++in_flight;
+        lock.unlock();
+        const int64_t start = SteadyNanos();
+        publisher.PublishAsync(body, [&, start](absl::Status s) {
+          const int64_t end = SteadyNanos();
+          std::lock_guard<std::mutex> lock(error_mu);
+          --in_flight;
+          window_cv.notify_all();
+          if (!s.ok()) {
+            if (run.error.empty()) run.error = s.ToString();
+            stop = true;
+            return;
+          }
+          done.fetch_add(1, std::memory_order_relaxed);
+          if (measuring.load(std::memory_order_relaxed)) {
+            acks[0].push_back((end - start) / 1e3);
+          }
+        });
+        lock.lock();
+      }
+      window_cv.wait(lock, [&] { return in_flight == 0; });
+    });
+  }
+  for (int i = 0; i < (windowed ? 0 : threads); ++i) {
     workers.emplace_back([&, i] {
       Publisher& publisher = *(*publishers)[i];
       while (!stop.load(std::memory_order_relaxed)) {
@@ -975,6 +1050,9 @@ const std::map<std::string, std::string>& Descriptions() {
        "NATS JetStream js_Publish, file stream (2.9: acked before fsync), one "
        "connection shared by the threads"},
       {"txmq-conns", "(diagnostic) txmq RPC, kSync, a connection per thread"},
+      {"txmq-window",
+       "(diagnostic) txmq RPC, kSync, one connection, ONE thread keeping N "
+       "SendAsync in flight"},
       {"txmq-inproc", "(diagnostic) txmq in process, kSync, no RPC"},
       {"txmq-async",
        "(diagnostic) txmq RPC, kAsync (fsync every 100 ms), one connection"},
@@ -1008,7 +1086,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "rpc_bench: --txmq given: %s skipped\n", name);
       }
     }
-  } else if (wants("txmq") || wants("txmq-conns") || wants("txmq-inproc")) {
+  } else if (wants("txmq") || wants("txmq-conns") || wants("txmq-window") ||
+             wants("txmq-inproc")) {
     sync_server =
         std::make_unique<TxmqServer>(dir + "/sync", txmq::Durability::kSync);
   }
@@ -1018,14 +1097,15 @@ int main(int argc, char** argv) {
         std::make_unique<TxmqServer>(dir + "/async", txmq::Durability::kAsync);
   }
   std::vector<std::pair<std::string, std::unique_ptr<System>>> systems;
-  for (const char* name :
-       {"txmq", "redis", "nats", "txmq-conns", "txmq-inproc", "txmq-async"}) {
+  for (const char* name : kSystems) {
     if (!wants(name)) continue;
     std::unique_ptr<System> system;
     if (name == std::string("txmq")) {
       system = std::make_unique<TxmqSystem>(txmq_address, false);
     } else if (name == std::string("txmq-conns")) {
       system = std::make_unique<TxmqSystem>(txmq_address, true);
+    } else if (name == std::string("txmq-window")) {
+      system = std::make_unique<TxmqSystem>(txmq_address, false, true);
     } else if (name == std::string("txmq-inproc")) {
       if (sync_server == nullptr) continue;
       system = std::make_unique<TxmqSystem>(sync_server->broker.get());

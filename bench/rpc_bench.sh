@@ -83,7 +83,7 @@ wait_port "$nats_port" "$nats_pid" ||
 mkdir -p bench/results
 out=bench/results/rpc_latest.md
 {
-  echo "Command: \`bench/rpc_bench.sh $build $*\`"
+  echo "Command: \`bench/rpc_bench.sh $build${*:+ $*}\`"
   echo
   echo "Servers: $("$redis_server" --version | cut -d' ' -f1-3)," \
     "$("$nats_server" --version); machine: $(nproc) x" \
