@@ -1283,6 +1283,30 @@ int main(int argc, char** argv) {
         Fixed(lratio("txmq", "nats", &LatencyRun::p99_us), "%.2fx").c_str());
   }
 
+  // Noise: the machine's busy share beyond what the systems' own processes
+  // used (other processes, and kernel work charged to none).
+  std::vector<double> other;
+  const double cpus = static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
+  for (const auto& [key, list] : runs) {
+    for (const ThroughputRun& r : list) {
+      if (!std::isnan(r.machine_busy) && !std::isnan(r.cores)) {
+        other.push_back(std::max(0.0, r.machine_busy - r.cores / cpus));
+      }
+    }
+  }
+  if (!other.empty()) {
+    const double p50 = Percentile(other, 50);
+    const double most = other.back();
+    std::printf(
+        "\nOther load (machine busy beyond the systems' own processes) in "
+        "the measured windows: median %.0f%%, at most %.0f%% of the "
+        "machine%s\n",
+        p50 * 100, most * 100,
+        most > 0.15 ? ": NOISY, other processes competed; rerun on a quiet "
+                      "machine before quoting"
+                    : "");
+  }
+
   std::printf("\nSystems:\n\n");
   for (const auto& [name, system] : systems) {
     std::printf("- `%s`: %s\n", name.c_str(), Descriptions().at(name).c_str());
