@@ -37,6 +37,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "txmq/broker.h"
 
 namespace txmq {
@@ -53,6 +54,9 @@ struct ServeOptions {
   // are served.
   unsigned unix_mode = 0600;
   bool unix_any_user = false;
+  // A connection that has not logged in this long after it was accepted
+  // is closed.
+  absl::Duration login_timeout = absl::Seconds(10);
   // Threads that run calls which wait for the broker (batches,
   // transactions, topic changes). Sends do not take one.
   size_t worker_threads = 4;

@@ -196,16 +196,21 @@ class BrokerService final : public rpc::Broker::Server {
 
 class GateService final : public rpc::Gate::Server {
  public:
-  GateService(ServerImpl* server, bool token_required, uint64_t connection)
+  // `logged_in` is set by the first successful login (the connection's
+  // login deadline reads it).
+  GateService(ServerImpl* server, bool token_required, uint64_t connection,
+              std::shared_ptr<bool> logged_in)
       : server_(server),
         token_required_(token_required),
-        connection_(connection) {}
+        connection_(connection),
+        logged_in_(std::move(logged_in)) {}
   kj::Promise<void> login(LoginContext context) override;
 
  private:
   ServerImpl* const server_;
   const bool token_required_;
   const uint64_t connection_;
+  const std::shared_ptr<bool> logged_in_;
 };
 
 // How long the broker waits for a remote checker's answer before it counts
@@ -649,11 +654,23 @@ class ServerImpl final : public RpcServer {
             }
             const uint64_t id = ++next_connection_;
             open_connections_.fetch_add(1, std::memory_order_relaxed);
+            auto logged_in = std::make_shared<bool>(false);
             capnp::Capability::Client gate =
-                kj::heap<GateService>(this, token_required, id);
+                kj::heap<GateService>(this, token_required, id, logged_in);
             auto connection = kj::heap<Connection>(kj::mv(stream), kj::mv(gate),
                                                    reader_options);
-            auto done = connection->network.onDisconnect();
+            // A connection that has not logged in by the deadline is
+            // closed: idle unauthenticated peers hold no descriptors.
+            auto deadline = io.provider->getTimer()
+                                .afterDelay(absl::ToInt64Milliseconds(
+                                                options_.login_timeout) *
+                                            kj::MILLISECONDS)
+                                .then([logged_in]() -> kj::Promise<void> {
+                                  if (*logged_in) return kj::NEVER_DONE;
+                                  return kj::READY_NOW;
+                                });
+            auto done = connection->network.onDisconnect().exclusiveJoin(
+                kj::mv(deadline));
             connections.add(done.attach(kj::mv(connection)).then([this, id] {
               open_connections_.fetch_sub(1, std::memory_order_relaxed);
               ConnectionClosed(id);
@@ -748,6 +765,7 @@ kj::Promise<void> GateService::login(LoginContext context) {
   }
   rpc::ToWire(absl::OkStatus(), results.initStatus());
   results.setBroker(kj::heap<BrokerService>(server_, connection_));
+  *logged_in_ = true;
   return kj::READY_NOW;
 }
 

@@ -430,6 +430,29 @@ TEST_F(RpcTest, TheSocketPathIsTakenOnlyWhenFree) {
   TXMQ_EXPECT_OK(replaced);
 }
 
+TEST_F(RpcTest, AConnectionThatNeverLogsInIsClosed) {
+  ServeOptions serve{.listen = "unix:" + tmp_.Sub("login.sock"),
+                     .login_timeout = absl::Milliseconds(200)};
+  auto server = RpcServer::Start(*broker_, serve);
+  TXMQ_ASSERT_OK(server);
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = tmp_.Sub("login.sock");
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_TRUE(Eventually([&] { return (*server)->Stats().connections == 1; }));
+  char c;
+  EXPECT_EQ(read(fd, &c, 1), 0);  // the server hung up
+  close(fd);
+  EXPECT_TRUE(Eventually([&] { return (*server)->Stats().connections == 0; }));
+  // A client that logs in stays past the deadline.
+  auto remote = RemoteBroker::Connect((*server)->address());
+  TXMQ_ASSERT_OK(remote);
+  absl::SleepFor(absl::Milliseconds(400));
+  TXMQ_EXPECT_OK((*remote)->ListTopics());
+}
+
 TEST_F(RpcTest, UnixSocketIsOwnerOnly) {
   struct stat st;
   ASSERT_EQ(::stat(tmp_.Sub("mq.sock").c_str(), &st), 0);
