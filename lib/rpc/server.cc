@@ -41,6 +41,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "log/message_view_decoder.h"
 #include "rpc.capnp.h"
 #include "rpc/convert.h"
@@ -433,13 +434,12 @@ class ServerImpl final : public RpcServer {
     }
     if (thread_.joinable()) thread_.join();
     pool_.Stop();
-    // Sends in flight complete into promises nobody waits for any more.
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](ServerImpl* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-          return s->sends_in_flight_ == 0;
-        },
-        this));
+    // Sends in flight complete into promises nobody waits for any more;
+    // their callbacks touch this object, so wait for them (rare: only
+    // sends caught by the stop).
+    while (sends_in_flight_.load(std::memory_order_acquire) != 0) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
     // Removes the socket file, unless another server replaced it since.
     struct stat st;
     if (!socket_path_.empty() && ::stat(socket_path_.c_str(), &st) == 0 &&
@@ -481,14 +481,12 @@ class ServerImpl final : public RpcServer {
     return raw;
   }
 
+  // Per message, from the loop and the broker's callback thread: an
+  // atomic, not mu_ (which ProducerFor takes on every call).
   void SendStarted() {
-    absl::MutexLock lock(&mu_);
-    ++sends_in_flight_;
+    sends_in_flight_.fetch_add(1, std::memory_order_relaxed);
   }
-  void SendDone() {
-    absl::MutexLock lock(&mu_);
-    --sends_in_flight_;
-  }
+  void SendDone() { sends_in_flight_.fetch_sub(1, std::memory_order_release); }
 
  private:
   struct Connection {
@@ -722,7 +720,7 @@ class ServerImpl final : public RpcServer {
   kj::Own<const kj::Executor> executor_ ABSL_GUARDED_BY(mu_);
   // Loop thread only (through executor_).
   kj::Own<kj::PromiseFulfiller<void>> stop_;
-  int sends_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int> sends_in_flight_{0};
   std::map<std::pair<std::string, int>, std::unique_ptr<Producer>> producers_
       ABSL_GUARDED_BY(mu_);
 
