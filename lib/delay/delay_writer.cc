@@ -65,8 +65,8 @@ absl::StatusOr<SendResult> DelayWriter::ApplyDelay(WriteContext& ctx,
                     .deliver_at = absl::FromUnixMillis(due_ms)};
 }
 
-absl::StatusOr<SendResult> DelayWriter::Store(WriteContext& ctx,
-                                              Topic& topic, uint32_t queue,
+absl::StatusOr<SendResult> DelayWriter::Store(WriteContext& ctx, Topic& topic,
+                                              uint32_t queue,
                                               PendingRecord& record) {
   const int64_t deliver_at_ms = record.deliver_at_ms();
   if (deliver_at_ms > ctx.now_ms()) {

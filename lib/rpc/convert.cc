@@ -74,6 +74,11 @@ absl::Status CheckWireMessage(Message::Reader m) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<txmq::Message> DecodeWire(Message::Reader m) {
+  if (absl::Status s = CheckWireMessage(m); !s.ok()) return s;
+  return FromWire(m);
+}
+
 txmq::Message FromWire(Message::Reader m) {
   txmq::Message out{.topic = Str(m.getTopic()), .key = Str(m.getKey())};
   for (auto tag : m.getTags()) out.tags.push_back(Str(tag));

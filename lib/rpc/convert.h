@@ -9,8 +9,8 @@
 #include "absl/status/status.h"
 #include "rpc.capnp.h"
 #include "txmq/broker.h"
-#include "txmq/message.h"
 #include "txmq/consumer.h"
+#include "txmq/message.h"
 #include "txmq/producer.h"
 #include "txmq/transaction.h"
 
@@ -28,6 +28,8 @@ void ToWire(const txmq::Message& message, Message::Builder out);
 // it would cost here. Errors: INVALID_ARGUMENT.
 absl::Status CheckWireMessage(Message::Reader message);
 txmq::Message FromWire(Message::Reader message);
+// CheckWireMessage, then FromWire (which throws on a malformed message).
+absl::StatusOr<txmq::Message> DecodeWire(Message::Reader message);
 
 // The most messages one sendBatch carries.
 inline constexpr size_t kMaxWireBatch = 10000;

@@ -823,12 +823,12 @@ kj::Promise<void> BrokerService::send(SendContext context) {
     Answer(context, producer.status());
     return kj::READY_NOW;
   }
-  if (absl::Status s = rpc::CheckWireMessage(p.getMessage()); !s.ok()) {
-    Answer(context, s);
+  // Decoded before anything is counted: a malformed message throws here.
+  absl::StatusOr<Message> message = rpc::DecodeWire(p.getMessage());
+  if (!message.ok()) {
+    Answer(context, message.status());
     return kj::READY_NOW;
   }
-  // Decoded before anything is counted: a malformed message throws here.
-  Message message = rpc::FromWire(p.getMessage());
   using Result = absl::StatusOr<SendResult>;
   auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
   auto fulfiller =
@@ -836,7 +836,7 @@ kj::Promise<void> BrokerService::send(SendContext context) {
           kj::mv(paf.fulfiller));
   ServerImpl* server = server_;
   server->SendStarted();
-  (*producer)->SendAsync(message, [fulfiller, server](Result r) {
+  (*producer)->SendAsync(*message, [fulfiller, server](Result r) {
     (*fulfiller)->fulfill(kj::mv(r));
     *fulfiller = nullptr;  // before the count drops
     server->SendDone();
@@ -863,11 +863,12 @@ kj::Promise<void> BrokerService::sendBatch(SendBatchContext context) {
   }
   std::vector<Message> messages;
   for (auto m : p.getMessages()) {
-    if (absl::Status s = rpc::CheckWireMessage(m); !s.ok()) {
-      Answer(context, s);
+    absl::StatusOr<Message> decoded = rpc::DecodeWire(m);
+    if (!decoded.ok()) {
+      Answer(context, decoded.status());
       return kj::READY_NOW;
     }
-    messages.push_back(rpc::FromWire(m));
+    messages.push_back(*std::move(decoded));
   }
   using Result = absl::StatusOr<std::vector<SendResult>>;
   Producer* target = *producer;
@@ -898,11 +899,12 @@ kj::Promise<void> BrokerService::begin(BeginContext context) {
     Answer(context, producer.status());
     return kj::READY_NOW;
   }
-  if (absl::Status s = rpc::CheckWireMessage(p.getMessage()); !s.ok()) {
-    Answer(context, s);
+  absl::StatusOr<Message> decoded = rpc::DecodeWire(p.getMessage());
+  if (!decoded.ok()) {
+    Answer(context, decoded.status());
     return kj::READY_NOW;
   }
-  Message message = rpc::FromWire(p.getMessage());
+  Message message = *std::move(decoded);
   BeginOptions options{.first_check = absl::Milliseconds(p.getFirstCheckMs())};
   using Result = absl::StatusOr<TransactionId>;
   Producer* target = *producer;
@@ -1307,12 +1309,14 @@ kj::Promise<void> BrokerService::sendEach(SendEachContext context) {
   auto pending = std::make_shared<Pending>(list.size());
   std::vector<std::optional<Message>> messages(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
-    absl::Status s =
-        producer.ok() ? rpc::CheckWireMessage(list[i]) : producer.status();
-    if (s.ok()) {
-      messages[i] = rpc::FromWire(list[i]);  // may throw: nothing started
+    // May throw on a malformed message: nothing started yet.
+    absl::StatusOr<Message> decoded =
+        producer.ok() ? rpc::DecodeWire(list[i])
+                      : absl::StatusOr<Message>(producer.status());
+    if (decoded.ok()) {
+      messages[i] = *std::move(decoded);
     } else {
-      pending->results[i] = s;
+      pending->results[i] = decoded.status();
     }
   }
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
