@@ -1,5 +1,7 @@
 #include "broker/producer_impl.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -71,6 +73,48 @@ class BlockingSend final : public SendRequest {
   Outcome outcome_;
 };
 
+// Messages sent each on its own (one outcome per message) in one request,
+// so that they cost one queue entry and one completion: the RPC server's
+// sendEach. The outcome is delivered on the writer thread.
+class EachSend final : public WriteRequest {
+ public:
+  using Item = SendRequest::Item;
+  EachSend(DelayWriter* delays, size_t n, LocalProducer::EachCallback done)
+      : delays_(delays), items_(n), results_(n), done_(std::move(done)) {}
+
+  absl::Status Apply(WriteContext& ctx) override {
+    for (size_t i = 0; i < items_.size(); ++i) {
+      if (!items_[i].has_value()) continue;  // refused before it was queued
+      Item& item = *items_[i];
+      // Store refuses a deleted topic before it writes; any other failure
+      // is the batch's (ctx.failed()).
+      results_[i] = delays_->Store(ctx, *item.topic, item.queue, item.record);
+      if (ctx.failed()) return ctx.status();
+    }
+    return absl::OkStatus();
+  }
+
+  void Complete(absl::Status status) override {
+    if (!status.ok()) {
+      for (size_t i = 0; i < items_.size(); ++i) {
+        if (items_[i].has_value()) results_[i] = status;
+      }
+    }
+    done_(std::move(results_));
+    delete this;
+  }
+
+  size_t weight() const override { return std::max<size_t>(1, queued_); }
+
+  DelayWriter* const delays_;
+  std::vector<std::optional<Item>> items_;
+  std::vector<absl::StatusOr<SendResult>> results_;
+  size_t queued_ = 0;
+
+ private:
+  LocalProducer::EachCallback done_;
+};
+
 class CallbackSend final : public SendRequest {
  public:
   CallbackSend(DelayWriter* delays, CallbackRunner* runner,
@@ -94,10 +138,10 @@ class CallbackSend final : public SendRequest {
 }  // namespace
 
 // Encodes `message` and picks its queue.
-static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
-                            std::atomic<uint32_t>& round_robin,
-                            const Message& message, int64_t born_ms,
-                            SendRequest* request) {
+static absl::StatusOr<SendRequest::Item> PrepareItem(
+    BrokerCore* core, const ProducerOptions& options,
+    std::atomic<uint32_t>& round_robin, const Message& message,
+    int64_t born_ms) {
   std::shared_ptr<Topic> topic = core->topics->Find(message.topic);
   if (topic == nullptr) {
     return absl::NotFoundError(absl::StrFormat(
@@ -118,9 +162,40 @@ static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
     queue = round_robin.fetch_add(1, std::memory_order_relaxed) %
             topic->queue_count();
   }
-  request->items_.push_back(
-      SendRequest::Item{std::move(topic), queue, *std::move(record)});
+  return SendRequest::Item{std::move(topic), queue, *std::move(record)};
+}
+
+static absl::Status Prepare(BrokerCore* core, const ProducerOptions& options,
+                            std::atomic<uint32_t>& round_robin,
+                            const Message& message, int64_t born_ms,
+                            SendRequest* request) {
+  absl::StatusOr<SendRequest::Item> item =
+      PrepareItem(core, options, round_robin, message, born_ms);
+  if (!item.ok()) return item.status();
+  request->items_.push_back(*std::move(item));
   return absl::OkStatus();
+}
+
+void LocalProducer::SendEach(const std::vector<const Message*>& messages,
+                             EachCallback done) {
+  auto* request =
+      new EachSend(core_->delays.get(), messages.size(), std::move(done));
+  const int64_t born_ms = absl::ToUnixMillis(core_->clock->Now());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    absl::StatusOr<SendRequest::Item> item =
+        PrepareItem(core_, options_, round_robin_, *messages[i], born_ms);
+    if (item.ok()) {
+      request->items_[i] = *std::move(item);
+      ++request->queued_;
+    } else {
+      request->results_[i] = item.status();
+    }
+  }
+  if (request->queued_ == 0) {
+    request->Complete(absl::OkStatus());  // nothing to write
+    return;
+  }
+  core_->writer->Submit(request);
 }
 
 absl::StatusOr<SendResult> LocalProducer::Send(const Message& message) {

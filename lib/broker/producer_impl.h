@@ -9,7 +9,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "broker/core.h"
 #include "txmq/producer.h"
@@ -40,6 +42,16 @@ class LocalProducer final : public Producer {
           local_transaction,
       const BeginOptions& options) override;
   const ProducerOptions& options() const override { return options_; }
+
+  // Sends each of `messages` on its own, as SendAsync would, but in one
+  // writer request: one outcome per message, in order, delivered to `done`
+  // at once ON THE WRITER THREAD (or on the caller's, when none was queued
+  // or the broker is closing). So `done` must be quick and must not call
+  // the broker. For the RPC server (lib/rpc/server.cc), which fulfils a
+  // promise there. The messages are encoded before SendEach returns.
+  using EachCallback =
+      std::function<void(std::vector<absl::StatusOr<SendResult>>)>;
+  void SendEach(const std::vector<const Message*>& messages, EachCallback done);
 
  private:
   BrokerCore* const core_;

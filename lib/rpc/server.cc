@@ -1,8 +1,9 @@
 // RpcServer (include/txmq/rpc_server.h).
 //
 // One thread runs a KJ event loop with the listener and every connection.
-// Broker calls never run on it: sends go through Producer::SendAsync, whose
-// callback fulfils a cross-thread promise; calls that block (batches,
+// Broker calls never run on it: a call's sends go to the broker's writer as
+// one request (LocalProducer::SendEach), whose completion fulfils a
+// cross-thread promise on the writer thread; calls that block (batches,
 // transactions, topic changes) run on a small worker pool and fulfil theirs
 // the same way. So the loop only moves bytes and never waits for a disk.
 
@@ -32,6 +33,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,6 +44,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "broker/producer_impl.h"
 #include "log/message_view_decoder.h"
 #include "rpc.capnp.h"
 #include "rpc/convert.h"
@@ -49,6 +52,8 @@
 
 namespace txmq {
 namespace {
+
+using SendOutcome = absl::StatusOr<SendResult>;
 
 constexpr size_t kDefaultMaxRequestBytes = size_t{64} << 20;
 
@@ -481,12 +486,54 @@ class ServerImpl final : public RpcServer {
     return raw;
   }
 
-  // Per message, from the loop and the broker's callback thread: an
-  // atomic, not mu_ (which ProducerFor takes on every call).
-  void SendStarted() {
+  // Sends each of `messages` on its own; resolves on the loop thread with
+  // one outcome per message, in order. A broker from Broker::Open takes
+  // them as one writer request and answers on its writer thread (no
+  // callback thread between); any other Producer goes through SendAsync.
+  kj::Promise<std::vector<SendOutcome>> SendEach(
+      Producer& producer, std::vector<Message> messages) {
+    using Fulfiller =
+        kj::Own<kj::CrossThreadPromiseFulfiller<std::vector<SendOutcome>>>;
+    auto paf =
+        kj::newPromiseAndCrossThreadFulfiller<std::vector<SendOutcome>>();
+    auto fulfiller = std::make_shared<Fulfiller>(kj::mv(paf.fulfiller));
+    // Counted until the answer is handed over: Stop waits for it, since the
+    // completion touches this object.
     sends_in_flight_.fetch_add(1, std::memory_order_relaxed);
+    auto finish = [this, fulfiller](std::vector<SendOutcome> outcomes) {
+      (*fulfiller)->fulfill(kj::mv(outcomes));
+      *fulfiller = nullptr;  // before the count drops
+      sends_in_flight_.fetch_sub(1, std::memory_order_release);
+    };
+    if (auto* local = dynamic_cast<LocalProducer*>(&producer)) {
+      std::vector<const Message*> each;
+      for (const Message& m : messages) each.push_back(&m);
+      local->SendEach(each, std::move(finish));  // encodes before it returns
+      return kj::mv(paf.promise);
+    }
+    if (messages.empty()) {
+      finish({});
+      return kj::mv(paf.promise);
+    }
+    struct Pending {
+      std::mutex mu;
+      std::vector<SendOutcome> outcomes;
+      size_t left;
+    };
+    auto pending = std::make_shared<Pending>();
+    pending->outcomes.resize(messages.size());
+    pending->left = messages.size();
+    for (size_t i = 0; i < messages.size(); ++i) {
+      producer.SendAsync(messages[i], [pending, finish, i](SendOutcome r) {
+        std::unique_lock<std::mutex> lock(pending->mu);
+        pending->outcomes[i] = std::move(r);
+        if (--pending->left > 0) return;
+        lock.unlock();
+        finish(std::move(pending->outcomes));
+      });
+    }
+    return kj::mv(paf.promise);
   }
-  void SendDone() { sends_in_flight_.fetch_sub(1, std::memory_order_release); }
 
  private:
   struct Connection {
@@ -829,22 +876,14 @@ kj::Promise<void> BrokerService::send(SendContext context) {
     Answer(context, message.status());
     return kj::READY_NOW;
   }
-  using Result = absl::StatusOr<SendResult>;
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
-  auto fulfiller =
-      std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<Result>>>(
-          kj::mv(paf.fulfiller));
-  ServerImpl* server = server_;
-  server->SendStarted();
-  (*producer)->SendAsync(*message, [fulfiller, server](Result r) {
-    (*fulfiller)->fulfill(kj::mv(r));
-    *fulfiller = nullptr;  // before the count drops
-    server->SendDone();
-  });
-  return paf.promise.then([context](Result r) mutable {
-    Answer(context, r.status());
-    if (r.ok()) rpc::ToWire(*r, context.getResults().initResult());
-  });
+  std::vector<Message> one;
+  one.push_back(*std::move(message));
+  return server_->SendEach(**producer, std::move(one))
+      .then([context](std::vector<SendOutcome> sent) mutable {
+        const SendOutcome& r = sent.front();
+        Answer(context, r.status());
+        if (r.ok()) rpc::ToWire(*r, context.getResults().initResult());
+      });
 }
 
 kj::Promise<void> BrokerService::sendBatch(SendBatchContext context) {
@@ -1298,60 +1337,42 @@ kj::Promise<void> BrokerService::sendEach(SendEachContext context) {
   }
   absl::StatusOr<Producer*> producer =
       server_->ProducerFor("", p.getSelector());
-  using Result = absl::StatusOr<SendResult>;
-  // One result per message; the last completion fulfils the promise.
-  struct Pending {
-    explicit Pending(size_t n) : results(n), left(n) {}
-    std::vector<Result> results;
-    std::atomic<size_t> left;
-    kj::Own<kj::CrossThreadPromiseFulfiller<void>> done;
-  };
-  auto pending = std::make_shared<Pending>(list.size());
-  std::vector<std::optional<Message>> messages(list.size());
+  auto results = std::make_shared<std::vector<SendOutcome>>(list.size());
+  std::vector<Message> messages;
+  std::vector<size_t> where;  // of messages[j] in the call
+  messages.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     // May throw on a malformed message: nothing started yet.
     absl::StatusOr<Message> decoded =
         producer.ok() ? rpc::DecodeWire(list[i])
                       : absl::StatusOr<Message>(producer.status());
     if (decoded.ok()) {
-      messages[i] = *std::move(decoded);
+      messages.push_back(*std::move(decoded));
+      where.push_back(i);
     } else {
-      pending->results[i] = decoded.status();
+      (*results)[i] = decoded.status();
     }
   }
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-  pending->done = kj::mv(paf.fulfiller);
-  ServerImpl* server = server_;
-  auto finish_one = [pending, server](size_t i, Result r, bool counted) {
-    pending->results[i] = std::move(r);
-    if (pending->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      pending->done->fulfill();
-      pending->done = nullptr;
-    }
-    if (counted) server->SendDone();
-  };
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (!messages[i].has_value()) {
-      finish_one(i, pending->results[i], /*counted=*/false);
-      continue;
-    }
-    server->SendStarted();
-    (*producer)->SendAsync(*messages[i], [finish_one, i](Result r) {
-      finish_one(i, std::move(r), /*counted=*/true);
-    });
-  }
-  if (messages.empty()) {
-    context.getResults().initOutcomes(0);
-    return kj::READY_NOW;
-  }
-  return paf.promise.then([context, pending]() mutable {
-    auto outcomes = context.getResults().initOutcomes(pending->results.size());
-    for (size_t i = 0; i < pending->results.size(); ++i) {
-      const Result& r = pending->results[i];
+  auto answer = [context, results]() mutable {
+    auto outcomes = context.getResults().initOutcomes(results->size());
+    for (size_t i = 0; i < results->size(); ++i) {
+      const SendOutcome& r = (*results)[i];
       rpc::ToWire(r.status(), outcomes[i].initStatus());
       if (r.ok()) rpc::ToWire(*r, outcomes[i].initResult());
     }
-  });
+  };
+  if (messages.empty()) {
+    answer();
+    return kj::READY_NOW;
+  }
+  return server_->SendEach(**producer, std::move(messages))
+      .then([results, where = std::move(where),
+             answer](std::vector<SendOutcome> sent) mutable {
+        for (size_t j = 0; j < sent.size(); ++j) {
+          (*results)[where[j]] = std::move(sent[j]);
+        }
+        answer();
+      });
 }
 
 }  // namespace
