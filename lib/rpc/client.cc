@@ -1,9 +1,10 @@
 // RemoteBroker (include/txmq/remote_broker.h).
 //
 // One thread runs a KJ event loop with the connection. A caller's thread
-// hands its call to that loop (kj::Executor::executeSync) and waits for the
-// answer; SendAsync's callbacks are posted to a CallbackRunner, never run on
-// the loop, so that they may block (call Send) without stalling it.
+// hands its call to that loop (kj::Executor::executeSync; sends: a queue and
+// an eventfd that wakes the loop) and waits for the answer; SendAsync's
+// callbacks are posted to a CallbackRunner, never run on the loop, so that they
+// may block (call Send) without stalling it.
 
 #include "txmq/remote_broker.h"
 
@@ -15,7 +16,12 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <memory>
@@ -475,28 +481,35 @@ class RemoteImpl final : public RemoteBroker {
         "the connection to the txmq server is closed");
   }
 
+  // Queues a send and, unless a drain is due already, wakes the loop
+  // through kick_fd_ (an eventfd the loop watches): the caller does not
+  // wait for the loop to run, as kj::Executor::executeSync would make it.
   void Enqueue(const Message& message, QueueSelector selector,
                SendDeliver deliver) {
-    bool kick = false;
     {
       absl::MutexLock lock(&send_mu_);
       send_queue_.push_back(QueuedSend{message, selector, std::move(deliver)});
-      if (!kick_pending_ && calls_in_flight_ < kMaxCallsInFlight) {
-        kick_pending_ = kick = true;
+      if (kick_pending_ || calls_in_flight_ >= kMaxCallsInFlight) return;
+      if (kick_fd_ >= 0) {
+        const uint64_t one = 1;
+        // Fails only when the counter would overflow: a wake-up is due then.
+        (void)!::write(kick_fd_, &one, sizeof(one));
+        kick_pending_ = true;
+        return;
       }
     }
-    if (!kick) return;  // a drain is due already
-    kj::Own<const kj::Executor> executor = Executor();
-    bool started = false;
-    if (executor.get() != nullptr) {
-      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
-                     executor->executeSync([this] { Drain(); });
-                     started = true;
-                   })) {
-        (void)e;
-      }
+    FailQueued(Closed());  // the loop is gone (or not there yet)
+  }
+
+  // Loop thread: drains kick_fd_, then the send queue, and again whenever
+  // the eventfd becomes readable (edge-triggered, so read until empty).
+  kj::Promise<void> WatchKicks(int fd, kj::UnixEventPort::FdObserver& kicks) {
+    uint64_t count;
+    while (::read(fd, &count, sizeof(count)) > 0) {
     }
-    if (!started) FailQueued(Closed());
+    Drain();
+    return kicks.whenBecomesReadable().then(
+        [this, fd, &kicks] { return WatchKicks(fd, kicks); });
   }
 
   // Answers everything queued with `status` (the connection is gone).
@@ -683,6 +696,20 @@ class RemoteImpl final : public RemoteBroker {
     auto paf = kj::newPromiseAndFulfiller<void>();
     stop_ = kj::mv(paf.fulfiller);
     tasks_ = &tasks;
+    const int kick_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (kick_fd < 0) {
+      connected.set_value(absl::ResourceExhaustedError(absl::StrFormat(
+          "cannot create an eventfd: %s", std::strerror(errno))));
+      return;
+    }
+    auto kicks = kj::heap<kj::UnixEventPort::FdObserver>(
+        io.unixEventPort, kick_fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    kj::Promise<void> watch =
+        WatchKicks(kick_fd, *kicks).eagerlyEvaluate(nullptr);
+    {
+      absl::MutexLock lock(&send_mu_);
+      kick_fd_ = kick_fd;
+    }
     {
       absl::MutexLock lock(&mu_);
       executor_ = kj::getCurrentThreadExecutor().addRef();
@@ -693,6 +720,13 @@ class RemoteImpl final : public RemoteBroker {
       absl::MutexLock lock(&mu_);
       closed_ = true;  // calls from now on get UNAVAILABLE at once
     }
+    {
+      absl::MutexLock lock(&send_mu_);
+      kick_fd_ = -1;  // sends from now on fail at once
+    }
+    watch = kj::READY_NOW;  // cancels the watch
+    kicks = nullptr;
+    ::close(kick_fd);
     // Disconnect, then let what was in flight fail (SendAsync callbacks
     // get UNAVAILABLE, as promised: each is called once).
     broker_ = nullptr;
@@ -713,12 +747,13 @@ class RemoteImpl final : public RemoteBroker {
   const ConnectOptions options_;
   std::thread thread_;
   CallbackRunner callbacks_;
-  CallbackRunner checks_;
+  CallbackRunner checks_;  // the host's checkers run here
   absl::Mutex send_mu_;
   std::deque<QueuedSend> send_queue_ ABSL_GUARDED_BY(send_mu_);
   int calls_in_flight_ ABSL_GUARDED_BY(send_mu_) = 0;
-  bool kick_pending_ ABSL_GUARDED_BY(send_mu_) =
-      false;  // the host's checkers run here
+  bool kick_pending_ ABSL_GUARDED_BY(send_mu_) = false;
+  // The loop's eventfd (Enqueue), -1 while there is no loop.
+  int kick_fd_ ABSL_GUARDED_BY(send_mu_) = -1;
   absl::Mutex mu_;
   kj::Own<const kj::Executor> executor_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
