@@ -57,6 +57,11 @@ struct ServeOptions {
   // A connection that has not logged in this long after it was accepted
   // is closed.
   absl::Duration login_timeout = absl::Seconds(10);
+  // At most this many connections that have not logged in yet: one more is
+  // closed as soon as it is accepted (RpcServerStats::refused_connections),
+  // so peers that connect and stay silent cannot use up the server's
+  // descriptors. Logged-in connections are not limited. 0: 64.
+  size_t max_pending_logins = 64;
   // Threads that run calls which wait for the broker (batches,
   // transactions, topic changes). Sends do not take one.
   size_t worker_threads = 4;
@@ -71,6 +76,9 @@ struct RpcServerStats {
   // Producer groups whose checker is a client's (registered through this
   // server and not yet unregistered, by the client or by its disconnect).
   uint64_t remote_checkers = 0;
+  // Connections closed at once because max_pending_logins connections
+  // were waiting to log in (since Start).
+  uint64_t refused_connections = 0;
 };
 
 class RpcServer {

@@ -391,6 +391,9 @@ class ServerImpl final : public RpcServer {
 
   // Loop thread: a connection closed; its checkers stop answering, and the
   // broker forgets them (unless replaced meanwhile).
+  // Loop thread: a connection logged in for the first time.
+  void LoggedIn() { --pending_logins_; }
+
   void ConnectionClosed(uint64_t connection) {
     for (auto g = caps_.begin(); g != caps_.end();) {
       for (auto it = g->second.begin(); it != g->second.end();) {
@@ -458,6 +461,8 @@ class ServerImpl final : public RpcServer {
   RpcServerStats Stats() const override {
     RpcServerStats stats;
     stats.connections = open_connections_.load(std::memory_order_relaxed);
+    stats.refused_connections =
+        refused_connections_.load(std::memory_order_relaxed);
     stats.remote_checkers = remote_checkers_.load(std::memory_order_relaxed);
     return stats;
   }
@@ -683,6 +688,9 @@ class ServerImpl final : public RpcServer {
     started.set_value(absl::OkStatus());
 
     const bool token_required = !options_.token.empty();
+    const size_t max_pending_logins = options_.max_pending_logins != 0
+                                          ? options_.max_pending_logins
+                                          : size_t{64};
     capnp::ReaderOptions reader_options;
     const size_t max_bytes = options_.max_request_bytes != 0
                                  ? options_.max_request_bytes
@@ -697,6 +705,12 @@ class ServerImpl final : public RpcServer {
             if (is_unix && !options_.unix_any_user && !SameUser(*stream)) {
               return accept();  // dropped: another user's process
             }
+            if (pending_logins_ >= max_pending_logins) {
+              // Dropped (closing it): too many peers have not logged in.
+              refused_connections_.fetch_add(1, std::memory_order_relaxed);
+              return accept();
+            }
+            ++pending_logins_;
             const uint64_t id = ++next_connection_;
             open_connections_.fetch_add(1, std::memory_order_relaxed);
             auto logged_in = std::make_shared<bool>(false);
@@ -716,10 +730,12 @@ class ServerImpl final : public RpcServer {
                                 });
             auto done = connection->network.onDisconnect().exclusiveJoin(
                 kj::mv(deadline));
-            connections.add(done.attach(kj::mv(connection)).then([this, id] {
-              open_connections_.fetch_sub(1, std::memory_order_relaxed);
-              ConnectionClosed(id);
-            }));
+            connections.add(
+                done.attach(kj::mv(connection)).then([this, id, logged_in] {
+                  if (!*logged_in) --pending_logins_;
+                  open_connections_.fetch_sub(1, std::memory_order_relaxed);
+                  ConnectionClosed(id);
+                }));
             return accept();
           },
           [&](kj::Exception&&) -> kj::Promise<void> {
@@ -790,6 +806,9 @@ class ServerImpl final : public RpcServer {
   bool stopping_ ABSL_GUARDED_BY(checkers_mu_) = false;
   std::atomic<uint64_t> remote_checkers_{0};
   std::atomic<uint64_t> open_connections_{0};
+  std::atomic<uint64_t> refused_connections_{0};
+  // Accepted connections that have not logged in. Loop thread only.
+  size_t pending_logins_ = 0;
 };
 
 TransactionState RemoteChecker::Check(const HalfMessage& half) {
@@ -810,7 +829,10 @@ kj::Promise<void> GateService::login(LoginContext context) {
   }
   rpc::ToWire(absl::OkStatus(), results.initStatus());
   results.setBroker(kj::heap<BrokerService>(server_, connection_));
-  *logged_in_ = true;
+  if (!*logged_in_) {
+    *logged_in_ = true;
+    server_->LoggedIn();
+  }
   return kj::READY_NOW;
 }
 

@@ -453,6 +453,45 @@ TEST_F(RpcTest, AConnectionThatNeverLogsInIsClosed) {
   TXMQ_EXPECT_OK((*remote)->ListTopics());
 }
 
+TEST_F(RpcTest, SilentConnectionsBeyondTheCapAreClosedAtOnce) {
+  ServeOptions serve{.listen = "unix:" + tmp_.Sub("cap.sock"),
+                     .max_pending_logins = 2};
+  auto server = RpcServer::Start(*broker_, serve);
+  TXMQ_ASSERT_OK(server);
+  const std::string path = tmp_.Sub("cap.sock");
+  auto connect_raw = [&] {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+  };
+  // A client that logs in does not count against the cap.
+  auto first = RemoteBroker::Connect((*server)->address());
+  TXMQ_ASSERT_OK(first);
+  const int a = connect_raw();
+  const int b = connect_raw();
+  ASSERT_TRUE(Eventually([&] { return (*server)->Stats().connections == 3; }));
+  const int c = connect_raw();
+  char byte;
+  EXPECT_EQ(read(c, &byte, 1), 0);  // hung up at once
+  EXPECT_EQ((*server)->Stats().refused_connections, 1u);
+  EXPECT_EQ((*server)->Stats().connections, 3u);
+  // Nor can a client log in while the cap is reached...
+  EXPECT_EQ(RemoteBroker::Connect((*server)->address()).status().code(),
+            absl::StatusCode::kUnavailable);
+  // ...and once a silent peer leaves, one can.
+  close(a);
+  ASSERT_TRUE(Eventually([&] { return (*server)->Stats().connections == 2; }));
+  auto second = RemoteBroker::Connect((*server)->address());
+  TXMQ_ASSERT_OK(second);
+  TXMQ_EXPECT_OK((*second)->ListTopics());
+  TXMQ_EXPECT_OK((*first)->ListTopics());
+  close(b);
+  close(c);
+}
+
 TEST_F(RpcTest, UnixSocketIsOwnerOnly) {
   struct stat st;
   ASSERT_EQ(::stat(tmp_.Sub("mq.sock").c_str(), &st), 0);
