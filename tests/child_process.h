@@ -26,14 +26,18 @@ class ChildProcess {
  public:
   // Starts the helper with `args` and waits until it prints "ready" (or
   // exits). ok() tells which.
-  explicit ChildProcess(const std::vector<std::string>& args) {
+  explicit ChildProcess(const std::vector<std::string>& args)
+      : ChildProcess(ChildBinary(), args) {}
+  // The same with another helper binary.
+  ChildProcess(const std::string& binary,
+               const std::vector<std::string>& args) {
     int out[2];
     if (pipe(out) != 0) return;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> all = {ChildBinary()};
+    std::vector<std::string> all = {binary};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : all) argv.push_back(a.data());
