@@ -4,7 +4,7 @@
 //
 // "*" (or an empty expression) accepts every message; otherwise a message is
 // accepted when any of its tags is one of the listed tags (a message
-// without tags is not). Spaces around tags are ignored. Evaluated on the
+// without tags is not). Spaces and tabs around tags are ignored. On the
 // stored record in place: no body is copied.
 //
 // A value type; thread-compatible (const methods may run concurrently).

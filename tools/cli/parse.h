@@ -1,7 +1,7 @@
 // Parsing the CLI's values: durations, timestamps, properties.
 //
 // Each returns INVALID_ARGUMENT with a message that says what was expected;
-// none throws. (They are fuzz targets: tests/fuzz, issue 7.)
+// none throws. (They are a fuzz target: fuzz/cli_parse_fuzz.cc.)
 
 #ifndef TXMQ_TOOLS_CLI_PARSE_H_
 #define TXMQ_TOOLS_CLI_PARSE_H_
