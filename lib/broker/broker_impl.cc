@@ -1,5 +1,6 @@
 // BrokerImpl: Broker::Open and the topic administration calls.
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -273,6 +274,9 @@ class BrokerImpl final : public Broker {
     config.sync_commits = o.durability == Durability::kSync;
     config.create_if_missing = o.create_if_missing;
     TXMQ_ASSIGN_OR_RETURN(core_.env, Env::Open(dir, config));
+    // A quarter of the reader slots at most, for spares.
+    core_.read_txns = std::make_shared<ReadTxnCache>(
+        core_.env->env(), std::clamp<size_t>(o.max_readers / 4, 1, 16));
     TXMQ_ASSIGN_OR_RETURN(core_.topics, TopicRegistry::Load(core_.env.get()));
     TXMQ_RETURN_IF_ERROR(core_.topics->BuildKeyIndex());
     auto log = [log = o.log](std::string_view message) {

@@ -78,7 +78,7 @@ LocalConsumer::LocalConsumer(BrokerCore* core, Params params)
       state_(std::move(params.state)),
       retry_(std::move(params.retry)),
       queue_count_(state_->topic()->queue_count()),
-      txns_(std::make_shared<ReadTxnCache>(core->env->env())),
+      txns_(core->read_txns),
       filter_(std::move(params.filter)),
       invisible_ms_(params.invisible_duration == absl::InfiniteDuration()
                         ? INT64_MAX

@@ -23,6 +23,7 @@
 #include "retention/retention_sweeper.h"
 #include "retry/redelivery.h"
 #include "storage/env.h"
+#include "storage/read_txn_cache.h"
 #include "timer/timer_service.h"
 #include "topic/topic_registry.h"
 #include "txmq/broker.h"
@@ -40,6 +41,9 @@ struct BrokerCore {
   const Options options;
   const std::shared_ptr<Clock> clock;
   std::unique_ptr<Env> env;
+  // Spare read transactions of every consumer (storage/read_txn_cache.h);
+  // batches share ownership, and are released before the broker closes.
+  std::shared_ptr<ReadTxnCache> read_txns;
   std::unique_ptr<TopicRegistry> topics;
   CommitSignal signal;
   // The timer service is built before the writer (which reports timer

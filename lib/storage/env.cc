@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -429,6 +431,41 @@ absl::Status Env::PrefillAhead() {
   }
   file_bytes_ = at;
   return absl::OkStatus();
+}
+
+absl::Status Env::WriteError(int rc, std::string_view what) const {
+  if (rc != EIO && rc != ENOSPC && rc != EFBIG && rc != EDQUOT) {
+    return LmdbStatus(rc, what);
+  }
+  // What one commit may still need: below this, a failed write is taken
+  // for a full disk.
+  constexpr uint64_t kSlack = uint64_t{16} << 20;
+  mdb_filehandle_t fd;
+  struct stat st;
+  if (mdb_env_get_fd(env_, &fd) != MDB_SUCCESS || fstat(fd, &st) != 0) {
+    return LmdbStatus(rc, what);
+  }
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      static_cast<uint64_t>(st.st_size) + kSlack >= limit.rlim_cur) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: the data file (%d bytes) reached this process's file-size "
+        "limit (RLIMIT_FSIZE, %d bytes)",
+        what, st.st_size, limit.rlim_cur));
+  }
+  struct statvfs fs;
+  if (fstatvfs(fd, &fs) == 0) {
+    // Root may use the blocks reserved for it.
+    const uint64_t free_bytes =
+        static_cast<uint64_t>(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) *
+        fs.f_frsize;
+    if (free_bytes < kSlack) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%s: the disk holding '%s' is full (%d bytes free)",
+                          what, dir_, free_bytes));
+    }
+  }
+  return LmdbStatus(rc, what);
 }
 
 absl::Status Env::Sync() {

@@ -125,6 +125,13 @@ class Env {
   // Flushes everything committed so far to disk (after MDB_NOSYNC commits).
   absl::Status Sync();
 
+  // The status of a failed write (`rc` from a commit or a flush): when the
+  // disk is full or the data file reached the process's file-size limit
+  // (RLIMIT_FSIZE), RESOURCE_EXHAUSTED saying which, with the numbers;
+  // LMDB reports a short write as EIO, so EIO is checked too. Otherwise
+  // LmdbStatus(rc, what).
+  absl::Status WriteError(int rc, std::string_view what) const;
+
   // Thread: writer, between transactions. Keeps the data file written with
   // zeros well past the pages in use (up to the map size), so that commits
   // overwrite blocks the file already has instead of growing it. A flush

@@ -20,6 +20,7 @@ absl::StatusCode CodeFor(int rc) {
     case MDB_READERS_FULL:
     case ENOSPC:
     case EFBIG:
+    case EDQUOT:
     case ENOMEM:
       return absl::StatusCode::kResourceExhausted;
     case MDB_CORRUPTED:

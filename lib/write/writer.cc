@@ -27,9 +27,13 @@ constexpr int kLingerRounds = 2;
 }  // namespace
 
 absl::Status WriteContext::Fail(int rc, std::string_view what) {
+  return Fail(rc, LmdbStatus(rc, what));
+}
+
+absl::Status WriteContext::Fail(int rc, absl::Status status) {
   if (rc_ == MDB_SUCCESS) {
     rc_ = rc;
-    status_ = LmdbStatus(rc, what);
+    status_ = std::move(status);
   }
   return status_;
 }
@@ -258,7 +262,7 @@ void Writer::ApplyGroup(std::vector<WriteRequest*> requests, bool may_linger) {
       const int rc = mdb_txn_commit(txn);
       if (lazy) mdb_env_set_flags(env_->env(), MDB_NOMETASYNC, 0);
       if (rc != MDB_SUCCESS) {
-        ctx.Fail(rc, "cannot commit").IgnoreError();
+        ctx.Fail(rc, env_->WriteError(rc, "cannot commit")).IgnoreError();
       } else if (env_->config().sync_commits) {
         // A full commit's flush also carries an earlier lazy meta page.
         lazy_unsynced_ = lazy;

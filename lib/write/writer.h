@@ -77,6 +77,8 @@ class WriteContext {
   // grows the map and retries it on MDB_MAP_FULL). Returns the status to
   // hand back from Apply.
   absl::Status Fail(int rc, std::string_view what);
+  // The same with the status already made (Env::WriteError).
+  absl::Status Fail(int rc, absl::Status status);
   bool failed() const { return rc_ != MDB_SUCCESS; }
   int rc() const { return rc_; }
   const absl::Status& status() const { return status_; }
