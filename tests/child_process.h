@@ -4,6 +4,7 @@
 #ifndef TXMQ_TESTS_CHILD_PROCESS_H_
 #define TXMQ_TESTS_CHILD_PROCESS_H_
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -28,15 +29,20 @@ class ChildProcess {
   // exits). ok() tells which.
   explicit ChildProcess(const std::vector<std::string>& args)
       : ChildProcess(ChildBinary(), args) {}
-  // The same with another helper binary.
-  ChildProcess(const std::string& binary,
-               const std::vector<std::string>& args) {
+  // The same with another helper binary; its stderr appended to
+  // `stderr_path` when one is given.
+  ChildProcess(const std::string& binary, const std::vector<std::string>& args,
+               const std::string& stderr_path = "") {
     int out[2];
     if (pipe(out) != 0) return;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, out[0]);
+    if (!stderr_path.empty()) {
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_APPEND, 0644);
+    }
     std::vector<std::string> all = {binary};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;

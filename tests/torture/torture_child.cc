@@ -76,8 +76,16 @@ class Ledger {
                  0644)) {
     if (fd_ < 0) Die("cannot open the ledger " + path);
   }
-  void Add(const std::string& line) {
-    const std::string text = line + "\n";
+  void Add(const std::string& line) { AddText(line + "\n"); }
+  // Several lines in one write and one flush.
+  void AddAll(const std::vector<std::string>& lines) {
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    if (!text.empty()) AddText(text);
+  }
+
+ private:
+  void AddText(const std::string& text) {
     if (write(fd_, text.data(), text.size()) !=
         static_cast<ssize_t>(text.size())) {
       Die("cannot write the ledger");
@@ -85,7 +93,6 @@ class Ledger {
     fdatasync(fd_);
   }
 
- private:
   const int fd_;
 };
 
@@ -162,6 +169,25 @@ class Checker final : public txmq::TransactionChecker {
   InFlight* const in_flight_;
 };
 
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// Runs `call` again while it fails with UNAVAILABLE: the writer fails a
+// batch so when a map growth waited 2 s for held batches (a consumer
+// writing its ledger under load). Nothing of such a batch was stored; a
+// real service retries too.
+template <typename F>
+auto Retry(F&& call) {
+  while (true) {
+    auto result = call();
+    if (!absl::IsUnavailable(StatusOf(result))) return result;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
 void Ensure(txmq::Broker& broker, const std::string& topic,
             const txmq::TopicOptions& options) {
   absl::Status s = broker.CreateTopic(topic, options);
@@ -221,7 +247,8 @@ int main(int argc, char** argv) {
       for (uint64_t n = 0;; ++n) {
         const std::string token = absl::StrCat(prefix, "p", t, "-", n);
         ledger.Add("P " + token);
-        auto sent = (*producer)->Send(Plain("plain", token, rng));
+        const txmq::Message m = Plain("plain", token, rng);
+        auto sent = Retry([&] { return (*producer)->Send(m); });
         if (!sent.ok()) Die(sent.status().ToString());
         ledger.Add(absl::StrCat("p ", token, " ", sent->id.ToString()));
       }
@@ -234,7 +261,8 @@ int main(int argc, char** argv) {
     if (!producer.ok()) Die(producer.status().ToString());
     for (uint64_t n = 0;; ++n) {
       const std::string token = absl::StrCat(prefix, "e", n);
-      auto sent = (*producer)->Send(Plain("expiring", token, rng));
+      const txmq::Message m = Plain("expiring", token, rng);
+      auto sent = Retry([&] { return (*producer)->Send(m); });
       if (!sent.ok()) Die(sent.status().ToString());
       ledger.Add(absl::StrCat("e ", token, " ", sent->id.ToString(), " ",
                               sent->queue, " ", sent->offset));
@@ -249,7 +277,7 @@ int main(int argc, char** argv) {
       const std::string token = absl::StrCat(prefix, "d", n);
       txmq::Message m = Plain("delayed", token, rng);
       m.deliver_at = absl::Now() + absl::Milliseconds(20 + rng() % 380);
-      auto sent = (*producer)->Send(m);
+      auto sent = Retry([&] { return (*producer)->Send(m); });
       if (!sent.ok()) Die(sent.status().ToString());
       ledger.Add("d " + token);
       absl::SleepFor(absl::Milliseconds(2));
@@ -266,9 +294,11 @@ int main(int argc, char** argv) {
       const bool leave_to_check = rng() % 8 == 0;
       in_flight.Add(order);
       ledger.Add("B " + order);
-      auto txn = (*producer)->Begin(
-          {.topic = "orders", .key = order, .body = BodyOf(order)},
-          {.first_check = absl::Milliseconds(100)});
+      auto txn = Retry([&] {
+        return (*producer)->Begin(
+            {.topic = "orders", .key = order, .body = BodyOf(order)},
+            {.first_check = absl::Milliseconds(100)});
+      });
       if (!txn.ok()) Die(txn.status().ToString());
       ledger.Add(absl::StrCat("H ", order, " ", (*txn)->id().ToString()));
       if (local_commits) {
@@ -280,11 +310,11 @@ int main(int argc, char** argv) {
         continue;
       }
       if (local_commits) {
-        auto committed = (*txn)->Commit();
+        auto committed = Retry([&] { return (*txn)->Commit(); });
         if (!committed.ok()) Die("commit: " + committed.status().ToString());
         ledger.Add("C " + order);
       } else {
-        absl::Status rolled_back = (*txn)->Rollback();
+        absl::Status rolled_back = Retry([&] { return (*txn)->Rollback(); });
         if (!rolled_back.ok()) Die("rollback: " + rolled_back.ToString());
         ledger.Add("R " + order);
       }
@@ -298,18 +328,20 @@ int main(int argc, char** argv) {
       if (!consumer.ok()) Die(consumer.status().ToString());
       std::vector<int64_t> last(4, -1);
       for (int n = 0;; ++n) {
-        auto batch = (*consumer)->Receive(16, absl::Milliseconds(50));
+        auto batch = Retry(
+            [&] { return (*consumer)->Receive(16, absl::Milliseconds(50)); });
         if (!batch.ok()) Die(batch.status().ToString());
+        std::vector<std::string> lines;
         for (const txmq::MessageView& m : *batch) {
           if (static_cast<int64_t>(m.offset()) <= last[m.queue()]) {
-            ledger.Add(
-                absl::StrFormat("X consumer %d: queue %d went from %d "
-                                "to %d",
-                                c, m.queue(), last[m.queue()], m.offset()));
+            lines.push_back(
+                absl::StrFormat("X consumer %d: queue %d went from %d to %d", c,
+                                m.queue(), last[m.queue()], m.offset()));
           }
           last[m.queue()] = static_cast<int64_t>(m.offset());
-          ledger.Add("K " + m.id().ToString());
+          lines.push_back("K " + m.id().ToString());
         }
+        ledger.AddAll(lines);
         absl::Status acked = (*consumer)->Ack(*batch);
         if (!acked.ok()) Die(acked.ToString());
         if (n % 8 == 7) (*consumer)->Flush().IgnoreError();

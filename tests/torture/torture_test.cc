@@ -33,6 +33,8 @@
 //                         /tmp/txmq-torture-failure-SEED): the seed, the
 //                         round, the ledger, the SQLite database and the
 //                         data directory as the failing kill left them.
+//   TXMQ_TORTURE_RECORD   check such a record again instead of running:
+//                         the checks after a kill, then the final ones.
 // Replay: TXMQ_TORTURE_SEED=S TXMQ_TORTURE_KILLS=N build/tests/torture_test
 // runs the same kill schedule and workload choices (thread timing differs).
 
@@ -173,21 +175,38 @@ class Torture {
                 static_cast<long long>(seed_), static_cast<long long>(seed_));
   }
 
+  // Starts from a failure record (KeepRecord) instead of an empty
+  // directory: its data directory, database and ledger.
+  void LoadRecord(const std::string& record) {
+    std::error_code ec;
+    for (const char* name : {"data", "orders.db", "ledger.txt"}) {
+      std::filesystem::copy(record + "/" + name, tmp_.Sub(name),
+                            std::filesystem::copy_options::recursive, ec);
+      ASSERT_FALSE(ec) << "cannot copy " << record << "/" << name << ": "
+                       << ec.message();
+    }
+    std::printf("torture: checking the record %s\n", record.c_str());
+  }
+
+  // Checks the directory as it is (a loaded record).
+  void CheckRecord() { CheckAsLeft(); }
+
   // One round: start the child, let it work for a random while, kill it,
   // check the directory as the kill left it.
   void Round() {
     {
       ChildProcess child(
           TortureChild(),
-          {dir_, db_, ledger_, std::to_string(seed_), std::to_string(round_)});
-      ASSERT_TRUE(child.ok())
-          << "round " << round_ << ": the child did not start";
+          {dir_, db_, ledger_, std::to_string(seed_), std::to_string(round_)},
+          tmp_.Sub("child.err"));
+      ASSERT_TRUE(child.ok()) << "round " << round_
+                              << ": the child did not start: " << ChildErrors();
       absl::SleepFor(absl::Milliseconds(
           std::uniform_int_distribution<int>(20, 250)(rng_)));
       const int status = child.Kill();
       ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
           << "round " << round_ << ": the child died on its own (status "
-          << status << ")";
+          << status << "): " << ChildErrors();
     }
     ++kills_;
     CheckAsLeft();
@@ -227,6 +246,15 @@ class Torture {
   }
 
   int kills() const { return kills_; }
+
+  // What the children wrote to stderr (the last 2 KiB).
+  std::string ChildErrors() const {
+    std::ifstream in(tmp_.Sub("child.err"));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    return text.size() > 2048 ? text.substr(text.size() - 2048) : text;
+  }
 
  private:
   void CheckAsLeft();
@@ -430,6 +458,14 @@ void Torture::Final() {
 
 TEST(TortureTest, EveryGuaranteeHoldsAcrossRandomKills) {
   Torture torture;
+  if (const char* record = getenv("TXMQ_TORTURE_RECORD")) {
+    // Replays the checks on a failure record: as the kill left it, then
+    // after recovery.
+    torture.LoadRecord(record);
+    torture.CheckRecord();
+    if (!::testing::Test::HasFailure()) torture.Final();
+    return;
+  }
   const int64_t seconds = EnvInt("TXMQ_TORTURE_SECONDS", 0);
   const int64_t kills = EnvInt("TXMQ_TORTURE_KILLS", 200);
   const absl::Time until = absl::Now() + absl::Seconds(seconds);
