@@ -34,13 +34,16 @@
 //   C <order> / R <order>         Commit / Rollback returned OK
 //   K <id>                        a consumer got the message (before Ack)
 //   X <text>                      a violation the child saw itself
-// A torn last line (the kill) is ignored by the reader.
+//   S <round>                     a child starts (after ending a torn line)
+// The kill may tear the last line a child wrote: the reader ignores the
+// line before each "S" line, and an unterminated last line.
 //
 // SEED and ROUND make the tokens unique across rounds and the workload's
 // choices reproducible (thread timing is not).
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -72,9 +75,19 @@ int Die(const std::string& what) {
 class Ledger {
  public:
   explicit Ledger(const std::string& path)
-      : fd_(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                 0644)) {
+      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {
     if (fd_ < 0) Die("cannot open the ledger " + path);
+  }
+  // Ends a line the last kill tore, and marks where this round begins: the
+  // line before an "S" line may be torn (the test ignores it).
+  void StartRound(const std::string& round) {
+    struct stat st;
+    char last = '\n';
+    if (fstat(fd_, &st) == 0 && st.st_size > 0 &&
+        pread(fd_, &last, 1, st.st_size - 1) != 1) {
+      Die("cannot read the ledger");
+    }
+    AddText(std::string(last == '\n' ? "" : "\n") + "S " + round + "\n");
   }
   void Add(const std::string& line) { AddText(line + "\n"); }
   // Several lines in one write and one flush.
@@ -224,6 +237,7 @@ int main(int argc, char** argv) {
   Ensure(broker, "orders", {.queues = 2});
 
   Ledger ledger(ledger_path);
+  ledger.StartRound(round);
   Sqlite db(db_path);
   InFlight in_flight;
   absl::Status registered = broker.RegisterChecker(
