@@ -232,6 +232,11 @@ class InspectorImpl final : public Inspector {
       return LmdbStatus(
           rc, absl::StrFormat("cannot open data directory '%s'", dir_));
     }
+    if (absl::Status s = CheckDataFileLength(env_, dir_); !s.ok()) {
+      mdb_env_close(env_);
+      env_ = nullptr;
+      return s;
+    }
     return absl::OkStatus();
   }
 

@@ -178,6 +178,11 @@ absl::Status Env::OpenLocked(bool existed) {
     return LmdbStatus(rc,
                       absl::StrFormat("cannot open data directory '%s'", dir_));
   }
+  if (absl::Status s = CheckDataFileLength(env_, dir_); !s.ok()) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+    return s;
+  }
   ClearStaleReaders();  // slots of crashed reader processes
 
   bool fresh = false;

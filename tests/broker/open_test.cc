@@ -13,6 +13,7 @@
 #include "child_process.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
+#include "txmq/inspector.h"
 #include "txmq/txmq.h"
 
 namespace txmq {
@@ -126,6 +127,25 @@ TEST(OpenTest, DamagedMetaPagesAreDataLoss) {
   auto broker = Broker::Open(tmp.path());
   EXPECT_EQ(broker.status().code(), absl::StatusCode::kDataLoss)
       << broker.status();
+  EXPECT_EQ(ReadFile(tmp.Sub("data.mdb")), data);
+}
+
+// LMDB maps the data file: reading a page past a truncated file's end
+// would be SIGBUS. Open checks the length against the meta page first.
+TEST(OpenTest, TruncatedDataFileIsDataLossNotACrash) {
+  TempDir tmp;
+  StoreOne(tmp.path());
+  std::string data = ReadFile(tmp.Sub("data.mdb"));
+  data.resize(3 * 4096);  // the meta pages and a little more
+  WriteFile(tmp.Sub("data.mdb"), data);
+  auto broker = Broker::Open(tmp.path());
+  EXPECT_EQ(broker.status().code(), absl::StatusCode::kDataLoss)
+      << broker.status();
+  EXPECT_NE(broker.status().message().find("truncated"), std::string::npos)
+      << broker.status();
+  auto inspector = Inspector::Open(tmp.path());
+  EXPECT_EQ(inspector.status().code(), absl::StatusCode::kDataLoss)
+      << inspector.status();
   EXPECT_EQ(ReadFile(tmp.Sub("data.mdb")), data);
 }
 
