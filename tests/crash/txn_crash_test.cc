@@ -121,7 +121,7 @@ void ExpectTopicEqualsLocalDatabase(const std::string& dir,
   std::map<std::string, int> published;
   auto consumer = (*broker)->CreateConsumer("audit-" + std::to_string(round),
                                             "order-created");
-  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
   while (true) {
     auto batch = (*consumer)->Receive(1000, absl::ZeroDuration());
     ASSERT_TRUE(batch.ok());

@@ -34,9 +34,10 @@
 //   C <order> / R <order>         Commit / Rollback returned OK
 //   K <id>                        a consumer got the message (before Ack)
 //   X <text>                      a violation the child saw itself
-//   S <round>                     a child starts (after ending a torn line)
-// The kill may tear the last line a child wrote: the reader ignores the
-// line before each "S" line, and an unterminated last line.
+//   S <round> [after-torn-line]   a child starts; the kill had torn the
+//                                 line before it
+// The kill may tear the last line a child wrote: the next child ends it
+// and says so, and the reader ignores it (and an unterminated last line).
 //
 // SEED and ROUND make the tokens unique across rounds and the workload's
 // choices reproducible (thread timing is not).
@@ -78,8 +79,9 @@ class Ledger {
       : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {
     if (fd_ < 0) Die("cannot open the ledger " + path);
   }
-  // Ends a line the last kill tore, and marks where this round begins: the
-  // line before an "S" line may be torn (the test ignores it).
+  // Ends a line the last kill tore, and marks where this round begins
+  // ("S <round> after-torn-line" when the line before it is torn: the test
+  // ignores that line).
   void StartRound(const std::string& round) {
     struct stat st;
     char last = '\n';
@@ -87,7 +89,8 @@ class Ledger {
         pread(fd_, &last, 1, st.st_size - 1) != 1) {
       Die("cannot read the ledger");
     }
-    AddText(std::string(last == '\n' ? "" : "\n") + "S " + round + "\n");
+    AddText(last == '\n' ? "S " + round + "\n"
+                         : "\nS " + round + " after-torn-line\n");
   }
   void Add(const std::string& line) { AddText(line + "\n"); }
   // Several lines in one write and one flush.

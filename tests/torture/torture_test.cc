@@ -112,8 +112,11 @@ struct Ledger {
         absl::StrSplit(absl::string_view(text).substr(0, end), '\n');
     for (size_t i = 0; i < all.size(); ++i) {
       const absl::string_view line = all[i];
-      // The last line before a child's start may be torn by the kill.
-      if (i + 1 < all.size() && absl::StartsWith(all[i + 1], "S ")) continue;
+      // A line the kill tore (the next child says so).
+      if (i + 1 < all.size() && absl::StartsWith(all[i + 1], "S ") &&
+          absl::EndsWith(all[i + 1], " after-torn-line")) {
+        continue;
+      }
       ++ledger.lines;
       std::vector<std::string> f = absl::StrSplit(line, ' ');
       const std::string& tag = f[0];
