@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -65,6 +66,19 @@ inline void ExpectDirectoryVerifies(const std::string& dir,
   ASSERT_TRUE(report.ok()) << context << ": " << report.status();
   EXPECT_TRUE(report->ok()) << context << ": " << report->problems.size()
                             << " problems, the first: " << report->problems[0];
+}
+
+// The page number of the main table's root in the bytes of a data file:
+// the newest of the two meta pages names it (LMDB 0.9's layout, 4 KiB
+// pages: MDB_meta after the 16-byte page header; its main table record at
+// 72, the root at 40 in it; the transaction id at 128).
+inline uint64_t MainTableRootPage(const std::string& data_file) {
+  uint64_t txn[2] = {0, 0}, root[2] = {0, 0};
+  for (int m = 0; m < 2 && data_file.size() >= 2 * 4096; ++m) {
+    std::memcpy(&txn[m], data_file.data() + m * 4096 + 16 + 128, 8);
+    std::memcpy(&root[m], data_file.data() + m * 4096 + 16 + 72 + 40, 8);
+  }
+  return txn[0] > txn[1] ? root[0] : root[1];
 }
 
 inline bool Eventually(const std::function<bool()>& done) {

@@ -1037,14 +1037,25 @@ void DlqRedrive(const Context& ctx, const std::string& group, size_t max) {
 // ---------------------------------------------------------------- verify
 
 int Verify(const Context& ctx) {
-  auto in = ctx.Inspect();
-  CancelOnSignal cancel;
-  Progress progress("verify");
-  CLI_TRY(VerifyReport report, in->Verify([&](uint64_t done, uint64_t total) {
-    progress.Update(done, total);
-    return !interrupted.load();
-  }));
-  progress.Done();
+  ctx.RequireData();
+  VerifyReport report;
+  absl::StatusOr<std::unique_ptr<Inspector>> in = Inspector::Open(ctx.data);
+  if (absl::IsDataLoss(in.status())) {
+    // Damaged pages (or not LMDB at all): list what the page check finds,
+    // without reading a table.
+    absl::StatusOr<VerifyReport> pages = Inspector::VerifyPages(ctx.data);
+    if (!pages.ok() || pages->ok()) throw Fail(in.status());
+    report = *std::move(pages);
+  } else {
+    if (!in.ok()) throw Fail(in.status());
+    CancelOnSignal cancel;
+    Progress progress("verify");
+    CLI_TRY(report, (*in)->Verify([&](uint64_t done, uint64_t total) {
+      progress.Update(done, total);
+      return !interrupted.load();
+    }));
+    progress.Done();
+  }
   if (ctx.json) {
     ctx.PrintJson(Json{{"ok", report.ok()},
                        {"tables", report.tables},
@@ -1409,8 +1420,9 @@ int Main(int argc, char** argv) {
 
   // verify
   app.add_subcommand("verify",
-                     "walk every table: every record decodes, every "
-                     "index agrees (exit 3 on problems)")
+                     "check every page, then walk every table: every "
+                     "record decodes, every index agrees (exit 3 on "
+                     "problems)")
       ->callback([&] { run = [&] { return Verify(ctx); }; });
 
   // An unknown command gets a message naming it (CLI11 would only say that

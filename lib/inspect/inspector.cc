@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -36,6 +37,7 @@
 #include "storage/env.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
+#include "storage/page_check.h"
 #include "topic/names.h"
 #include "topic/topic_registry.h"
 #include "txn/txn_store.h"
@@ -206,8 +208,9 @@ class InspectorImpl final : public Inspector {
     Env::Unregister(dev_, ino_);
   }
 
-  // Opens the environment with room for `tables` named tables.
-  absl::Status OpenEnv(unsigned tables) {
+  // Opens the environment with room for `tables` named tables; with
+  // `check_pages`, checks every page first (storage/page_check.h).
+  absl::Status OpenEnv(unsigned tables, bool check_pages) {
     if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
     if (int rc = mdb_env_create(&env_); rc != MDB_SUCCESS) {
@@ -218,6 +221,13 @@ class InspectorImpl final : public Inspector {
     max_tables_ = tables;
     // The owner's reader limit is in lock.mdb; this only sizes our side.
     mdb_env_set_maxreaders(env_, 4096);
+    // Map the file as it is, not the size its meta page records: a damaged
+    // record would fail the mmap (ENOMEM); a grown file is MDB_MAP_RESIZED
+    // in Begin.
+    if (struct stat st;
+        ::stat((dir_ + "/data.mdb").c_str(), &st) == 0 && st.st_size > 0) {
+      mdb_env_set_mapsize(env_, static_cast<size_t>(st.st_size));
+    }
     const int rc = mdb_env_open(env_, dir_.c_str(),
                                 MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0644);
     if (rc != MDB_SUCCESS) {
@@ -232,7 +242,9 @@ class InspectorImpl final : public Inspector {
       return LmdbStatus(
           rc, absl::StrFormat("cannot open data directory '%s'", dir_));
     }
-    if (absl::Status s = CheckDataFileLength(env_, dir_); !s.ok()) {
+    absl::Status s = CheckDataFileLength(env_, dir_);
+    if (s.ok() && check_pages) s = CheckPagesOnOpen(env_, dir_);
+    if (!s.ok()) {
       mdb_env_close(env_);
       env_ = nullptr;
       return s;
@@ -561,6 +573,10 @@ class InspectorImpl final : public Inspector {
   absl::StatusOr<VerifyReport> Verify(
       const Inspector::Progress& progress) override;
 
+  // The page check of Verify, in a snapshot it keeps in `*txn` when every
+  // page is sound (the report is then empty).
+  absl::StatusOr<VerifyReport> VerifyPages(std::optional<ReadTxn>* txn);
+
   const std::string& dir() const override { return dir_; }
 
  private:
@@ -577,7 +593,10 @@ class InspectorImpl final : public Inspector {
   // Begins a read transaction, adopting a map the owner grew, and room for
   // the tables the owner created (handles are never closed and queue
   // numbers never reused, so a long-lived Inspector needs more in time).
-  absl::StatusOr<ReadTxn> Begin() {
+  // A read transaction; with `open_meta`, the meta table's handle is open
+  // in it (which reads pages of the main table; the page check of
+  // VerifyPages must come first, and opens it after).
+  absl::StatusOr<ReadTxn> Begin(bool open_meta = true) {
     for (int attempt = 0;; ++attempt) {
       MDB_txn* txn = nullptr;
       const int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
@@ -590,13 +609,15 @@ class InspectorImpl final : public Inspector {
             st.ms_entries + kSpareTables / 2 > max_tables_) {
           mdb_txn_abort(txn);
           TXMQ_RETURN_IF_ERROR(
-              OpenEnv(static_cast<unsigned>(st.ms_entries) + kSpareTables));
+              OpenEnv(static_cast<unsigned>(st.ms_entries) + kSpareTables,
+                      /*check_pages=*/false));
           continue;
         }
         // A new environment has no handles yet: open meta's again (kept
         // by the commit that ends this transaction).
         // (No meta table: CheckFormat says what that means.)
-        if (int r = mdb_dbi_open(txn, "meta", 0, &meta_);
+        if (int r =
+                open_meta ? mdb_dbi_open(txn, "meta", 0, &meta_) : MDB_SUCCESS;
             r != MDB_SUCCESS && r != MDB_NOTFOUND) {
           mdb_txn_abort(txn);
           return Failed(r, "cannot read");
@@ -846,12 +867,41 @@ class InspectorImpl final : public Inspector {
 
 }  // namespace
 
+absl::StatusOr<VerifyReport> InspectorImpl::VerifyPages(
+    std::optional<ReadTxn>* txn_holder) {
+  constexpr size_t kMaxProblems = 1000;
+  for (int attempt = 0;; ++attempt) {
+    TXMQ_ASSIGN_OR_RETURN(ReadTxn txn, Begin(/*open_meta=*/false));
+    absl::StatusOr<PageCheck> pages = CheckPages(env_, txn.get(), kMaxProblems);
+    // ABORTED: the owner committed twice since the snapshot began.
+    if (absl::IsAborted(pages.status()) && attempt < 10) continue;
+    TXMQ_RETURN_IF_ERROR(pages.status());
+    VerifyReport r;
+    r.tables = pages->tables;
+    if (!pages->ok()) {
+      // (The tables' contents are not read: LMDB would follow the damage.)
+      r.problems = std::move(pages->problems);
+    } else {
+      txn_holder->emplace(std::move(txn));
+    }
+    return r;
+  }
+}
+
 absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     const Inspector::Progress& progress) {
-  TXMQ_ASSIGN_OR_RETURN(ReadTxn txn_holder, Begin());
-  MDB_txn* const txn = txn_holder.get();
-  VerifyReport r;
   constexpr size_t kMaxProblems = 1000;
+  VerifyReport r;
+  // First the pages themselves (storage/page_check.h): LMDB would follow a
+  // damaged page out of bounds, so its tables are only read when every page
+  // of the snapshot is sound.
+  std::optional<ReadTxn> txn_holder;
+  TXMQ_ASSIGN_OR_RETURN(VerifyReport pages, VerifyPages(&txn_holder));
+  if (!pages.ok()) return pages;
+  MDB_txn* const txn = txn_holder->get();
+  if (int rc = mdb_dbi_open(txn, "meta", 0, &meta_); rc != MDB_SUCCESS) {
+    return Failed(rc, "cannot read");
+  }
   auto problem = [&](std::string text) {
     if (r.problems.size() < kMaxProblems) {
       r.problems.push_back(std::move(text));
@@ -1291,8 +1341,12 @@ absl::StatusOr<VerifyReport> InspectorImpl::Verify(
   return r;
 }
 
-absl::StatusOr<std::unique_ptr<Inspector>> Inspector::Open(
-    std::string_view dir_view) {
+namespace {
+
+// Inspector::Open up to the LMDB environment, opened with room for a few
+// tables; `check_pages` as in OpenEnv.
+absl::StatusOr<std::unique_ptr<InspectorImpl>> OpenInspector(
+    std::string_view dir_view, bool check_pages) {
   std::string dir(dir_view);
   if (dir.empty()) {
     return absl::InvalidArgumentError("data directory path is empty");
@@ -1323,11 +1377,28 @@ absl::StatusOr<std::unique_ptr<Inspector>> Inspector::Open(
         dir));
   }
   auto inspector = std::make_unique<InspectorImpl>(dir, st.st_dev, st.st_ino);
-  TXMQ_RETURN_IF_ERROR(inspector->OpenEnv(8));
+  TXMQ_RETURN_IF_ERROR(inspector->OpenEnv(8, check_pages));
+  return inspector;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Inspector>> Inspector::Open(
+    std::string_view dir) {
+  TXMQ_ASSIGN_OR_RETURN(std::unique_ptr<InspectorImpl> inspector,
+                        OpenInspector(dir, /*check_pages=*/true));
   TXMQ_ASSIGN_OR_RETURN(unsigned tables, inspector->CheckFormat());
-  TXMQ_RETURN_IF_ERROR(inspector->OpenEnv(tables + kSpareTables));
+  TXMQ_RETURN_IF_ERROR(
+      inspector->OpenEnv(tables + kSpareTables, /*check_pages=*/false));
   TXMQ_RETURN_IF_ERROR(inspector->CheckFormat().status());
   return inspector;
+}
+
+absl::StatusOr<VerifyReport> Inspector::VerifyPages(std::string_view dir) {
+  TXMQ_ASSIGN_OR_RETURN(std::unique_ptr<InspectorImpl> inspector,
+                        OpenInspector(dir, /*check_pages=*/false));
+  std::optional<ReadTxn> txn;
+  return inspector->VerifyPages(&txn);
 }
 
 }  // namespace txmq

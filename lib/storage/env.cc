@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/keys.h"
 #include "storage/lmdb_status.h"
+#include "storage/page_check.h"
 #include "util/status_macros.h"
 
 namespace txmq {
@@ -178,7 +179,9 @@ absl::Status Env::OpenLocked(bool existed) {
     return LmdbStatus(rc,
                       absl::StrFormat("cannot open data directory '%s'", dir_));
   }
-  if (absl::Status s = CheckDataFileLength(env_, dir_); !s.ok()) {
+  absl::Status s = CheckDataFileLength(env_, dir_);
+  if (s.ok()) s = CheckPagesOnOpen(env_, dir_);
+  if (!s.ok()) {
     mdb_env_close(env_);
     env_ = nullptr;
     return s;

@@ -3,11 +3,13 @@
 
 #include <lmdb.h>
 
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "child_process.h"
 #include "cli/cli_runner.h"
@@ -331,6 +333,36 @@ TEST_F(CliTest, VerifyReportsDamage) {
   auto doc = nlohmann::json::parse(j.out);
   EXPECT_FALSE(doc["ok"].get<bool>());
   EXPECT_EQ(doc["problems"].size(), 2u);
+}
+
+// A page overwritten with garbage: every other command refuses the
+// directory with DATA_LOSS (exit 1) naming the page; verify lists what is
+// wrong (exit 3) without reading a table, and nothing crashes.
+TEST_F(CliTest, VerifyListsDamagedPages) {
+  MakeDirectory();
+  const std::string path = tmp_.path() + "/data.mdb";
+  std::string data = ReadFile(path);
+  const uint64_t page = testing::MainTableRootPage(data);
+  ASSERT_LT(page * 4096, data.size());
+  for (size_t i = 0; i < 4096; ++i) data[page * 4096 + i] = 'G';
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << data;
+  }
+  const std::string named = absl::StrFormat("table (main): page %d:", page);
+  const CliResult stat = Run({"stat"});
+  EXPECT_EQ(stat.exit_code, 1);
+  EXPECT_THAT(stat.err, HasSubstr("is damaged"));
+  EXPECT_THAT(stat.err, HasSubstr(named));
+  const CliResult r = Run({"verify"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(named));
+  EXPECT_THAT(r.out, HasSubstr("1 problems in 2 tables, 0 records checked"));
+  const CliResult j = Run({"verify", "--json"});
+  EXPECT_EQ(j.exit_code, 3);
+  auto doc = nlohmann::json::parse(j.out);
+  EXPECT_FALSE(doc["ok"].get<bool>());
+  EXPECT_EQ(ReadFile(path), data);  // left alone
 }
 
 // Lines of the child's side file: "<id> <queue> <offset>" per acknowledged
