@@ -213,6 +213,8 @@ class InspectorImpl final : public Inspector {
   absl::Status OpenEnv(unsigned tables, bool check_pages) {
     if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
+    // LMDB trusts the meta pages' page size (storage/page_check.h).
+    TXMQ_RETURN_IF_ERROR(CheckMetaPages(dir_));
     if (int rc = mdb_env_create(&env_); rc != MDB_SUCCESS) {
       env_ = nullptr;
       return LmdbStatus(rc, "cannot create an LMDB environment");
@@ -242,8 +244,8 @@ class InspectorImpl final : public Inspector {
       return LmdbStatus(
           rc, absl::StrFormat("cannot open data directory '%s'", dir_));
     }
-    absl::Status s = CheckDataFileLength(env_, dir_);
-    if (s.ok() && check_pages) s = CheckPagesOnOpen(env_, dir_);
+    absl::Status s =
+        check_pages ? CheckPagesOnOpen(env_, dir_) : absl::OkStatus();
     if (!s.ok()) {
       mdb_env_close(env_);
       env_ = nullptr;

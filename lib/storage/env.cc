@@ -154,6 +154,8 @@ absl::Status Env::OpenLocked(bool existed) {
     return ErrnoStatus(errno, absl::StrFormat("cannot write '%s'", lock_path));
   }
 
+  // LMDB trusts the meta pages' page size (storage/page_check.h).
+  TXMQ_RETURN_IF_ERROR(CheckMetaPages(dir_));
   if (int rc = mdb_env_create(&env_); rc != MDB_SUCCESS) {
     env_ = nullptr;
     return LmdbStatus(rc, "cannot create an LMDB environment");
@@ -179,9 +181,9 @@ absl::Status Env::OpenLocked(bool existed) {
     return LmdbStatus(rc,
                       absl::StrFormat("cannot open data directory '%s'", dir_));
   }
-  absl::Status s = CheckDataFileLength(env_, dir_);
-  if (s.ok()) s = CheckPagesOnOpen(env_, dir_);
-  if (!s.ok()) {
+  // Before LMDB reads a page: a truncated or damaged file is DATA_LOSS,
+  // not SIGBUS or SIGSEGV.
+  if (absl::Status s = CheckPagesOnOpen(env_, dir_); !s.ok()) {
     mdb_env_close(env_);
     env_ = nullptr;
     return s;

@@ -1,5 +1,4 @@
-// The one mapping from LMDB and errno return codes to absl::Status, and the
-// checks of an environment LMDB itself does not make.
+// The one mapping from LMDB and errno return codes to absl::Status.
 
 #ifndef TXMQ_LIB_STORAGE_LMDB_STATUS_H_
 #define TXMQ_LIB_STORAGE_LMDB_STATUS_H_
@@ -27,12 +26,6 @@ namespace txmq {
 //   EAGAIN, EBUSY                            -> UNAVAILABLE
 //   anything else (MDB_PANIC, EIO, ...)      -> INTERNAL
 absl::Status LmdbStatus(int rc, std::string_view what);
-
-// DATA_LOSS when the open environment's data file is shorter than the pages
-// its newest meta page names (a truncated copy, a damaged disk): LMDB maps
-// the file and would die of SIGBUS reading past its end. `dir` is for the
-// message. Call right after mdb_env_open, before any read.
-absl::Status CheckDataFileLength(MDB_env* env, std::string_view dir);
 
 }  // namespace txmq
 

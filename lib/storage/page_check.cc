@@ -1,5 +1,6 @@
 #include "storage/page_check.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,7 +42,15 @@ constexpr uint16_t kBigData = 0x01, kSubData = 0x02, kDupData = 0x04;
 // leaf pages, overflow pages, entries, root (8 each).
 constexpr size_t kDbRecord = 48;
 constexpr uint64_t kNoRoot = ~uint64_t{0};
+// The flags of a tree's record that change how LMDB reads its pages
+// (MDB_REVERSEKEY, DUPSORT, INTEGERKEY, DUPFIXED, INTEGERDUP, REVERSEDUP);
+// other bits may be set by whoever created the file (environment flags).
+constexpr uint16_t kKeyFlags = 0x7e;
 constexpr uint16_t kIntegerKey = 0x08;  // MDB_INTEGERKEY
+// Pages a commit may count in the meta page's last page without writing
+// them (LMDB's loose pages, freed again in the transaction that took them:
+// at most a transaction's dirty list, MDB_IDL_UM_MAX).
+constexpr uint64_t kMaxUnwrittenPages = uint64_t{1} << 17;
 // MDB_meta, after the page header of pages 0 and 1: magic (4), version
 // (4), address (8), map size (8), the free list's and the main table's
 // MDB_db, last page (8), transaction id (8).
@@ -85,6 +94,8 @@ enum class Kind { kFree, kMain, kNamed };
 
 class Walker {
  public:
+  // `page_count`: the snapshot's pages (at most kMaxUnwrittenPages more
+  // than the file's).
   Walker(const char* file, uint64_t file_pages, size_t page_size,
          uint64_t page_count, size_t max_problems,
          const std::function<bool(uint64_t, uint64_t)>& progress)
@@ -94,7 +105,8 @@ class Walker {
         page_count_(page_count),
         max_problems_(max_problems),
         progress_(progress),
-        seen_(page_count, false) {
+        seen_(page_count, false),
+        free_seen_(page_count, false) {
     // Pages 0 and 1 are the meta pages.
     for (uint64_t p = 0; p < 2 && p < page_count; ++p) seen_[p] = true;
   }
@@ -106,9 +118,9 @@ class Walker {
     // The free list has integer keys; txmq's tables are plain ones. Other
     // flags would make LMDB read the pages as another kind of tree.
     const uint16_t flags = kind == Kind::kFree ? kIntegerKey : 0;
-    if (db.flags != flags) {
+    if ((db.flags & kKeyFlags) != flags) {
       Problem(name, absl::StrFormat("its record has flags 0x%x, not 0x%x",
-                                    db.flags, flags));
+                                    db.flags & kKeyFlags, flags));
       return absl::OkStatus();
     }
     if (db.root == kNoRoot) {
@@ -145,16 +157,22 @@ class Walker {
     return absl::OkStatus();
   }
 
-  // After every tree: no page is both in a tree and free.
+  // After every tree: no page is both in a tree and free, or free twice
+  // (a writer would hand it out twice).
   void CheckFreePages() {
     for (uint64_t p : free_) {
       if (p < 2 || p >= page_count_) {
-        Problem("(free list)",
-                absl::StrFormat("lists page %d, outside the file's %d pages", p,
-                                page_count_));
+        Problem(
+            "(free list)",
+            absl::StrFormat("lists page %d, outside the snapshot's %d pages", p,
+                            page_count_));
       } else if (seen_[p]) {
         Problem("(free list)",
                 absl::StrFormat("lists page %d, which a tree uses", p));
+      } else if (free_seen_[p]) {
+        Problem("(free list)", absl::StrFormat("lists page %d twice", p));
+      } else {
+        free_seen_[p] = true;
       }
     }
   }
@@ -169,8 +187,10 @@ class Walker {
   // ends first.
   absl::StatusOr<const char*> Read(uint64_t first, uint64_t count) {
     if (first > file_pages_ || count > file_pages_ - first) {
-      Problem(*tree_, absl::StrFormat("page %d is past the end of the file",
-                                      std::max(first, file_pages_)));
+      Problem(*tree_,
+              absl::StrFormat("page %d is past the end of the file (%d pages): "
+                              "the file is truncated",
+                              std::max(first, file_pages_), file_pages_));
       return nullptr;
     }
     result_.pages += count;
@@ -190,7 +210,7 @@ class Walker {
     };
     if (first < 2 || first >= page_count_ || count > page_count_ - first) {
       Problem(*tree_, absl::StrFormat("%s points to page %d, outside the "
-                                      "file's data pages [2, %d)",
+                                      "snapshot's data pages [2, %d)",
                                       source(), first, page_count_));
       return false;
     }
@@ -235,6 +255,10 @@ class Walker {
     }
     const size_t keys = (lower - kPageHeader) / 2;
     if (keys == 0) return bad("no entries");
+    // LMDB asserts that a branch page of a table has two children.
+    if (want == kBranch && keys < 2 && kind_ != Kind::kFree) {
+      return bad("a branch page with one entry");
+    }
     if (want == kBranch) {
       ++counts.branch;
     } else {
@@ -257,6 +281,16 @@ class Walker {
         return bad(
             absl::StrFormat("entry %d's key of %d bytes runs past the "
                             "page",
+                            i, key_size));
+      }
+      // The free list's keys are transaction ids, which LMDB reads as 8
+      // bytes whatever the size says (the first key of a branch page is
+      // empty).
+      if (kind_ == Kind::kFree && key_size != 8 &&
+          !(want == kBranch && i == 0)) {
+        return bad(
+            absl::StrFormat("entry %d's key of %d bytes is not a "
+                            "transaction id",
                             i, key_size));
       }
       if (want == kBranch) {
@@ -366,7 +400,8 @@ class Walker {
   const uint64_t page_count_;
   const size_t max_problems_;
   const std::function<bool(uint64_t, uint64_t)>& progress_;
-  std::vector<bool> seen_;
+  std::vector<bool> seen_;       // reached by a tree
+  std::vector<bool> free_seen_;  // listed free
   std::vector<uint64_t> free_;
   std::vector<std::pair<std::string, Db>> tables_;
   const std::string* tree_ = nullptr;
@@ -390,9 +425,15 @@ absl::StatusOr<PageCheck> CheckPages(
     return LmdbStatus(rc, "cannot read the data file");
   }
   const size_t page_size = stat.ms_psize;
+  // LMDB takes the page size from the meta page without a check.
+  if (page_size < 512 || page_size > 65536 || !std::has_single_bit(page_size)) {
+    return absl::DataLossError(absl::StrFormat(
+        "the meta page gives a page size of %d bytes", page_size));
+  }
   struct stat st;
-  if (fstat(fd, &st) != 0)
+  if (fstat(fd, &st) != 0) {
     return LmdbStatus(errno, "cannot read the data file");
+  }
   // Our own read-only map of the file as it is now (LMDB's may be larger
   // than the file, and is LMDB's). Nothing past its end is touched, so a
   // short file is a problem, not a SIGBUS.
@@ -406,40 +447,45 @@ absl::StatusOr<PageCheck> CheckPages(
   absl::Cleanup unmap = [&] { ::munmap(map, length); };
   const char* const file = static_cast<const char*>(map);
 
-  // The meta page of this snapshot: of the two, the one with its id.
+  // The meta page of this snapshot: transaction N's is page N % 2. It is
+  // copied (the next commit but one rewrites it), and the copy is checked
+  // against the transaction's own view of the main table.
   const uint64_t id = mdb_txn_id(txn);
-  const char* m = nullptr;
-  for (uint64_t page = 0; page < 2 && m == nullptr; ++page) {
-    const char* const meta = file + page * page_size + kPageHeader;
-    if (Load<uint32_t>(meta) == kMagic &&
-        Load<uint64_t>(meta + kMetaTxnId) == id) {
-      m = meta;
-    }
-  }
-  if (m == nullptr) {
+  const char* const m = file + (id & 1) * page_size + kPageHeader;
+  char meta[kMetaTxnId + 8];
+  std::memcpy(meta, m, sizeof meta);
+  MDB_stat main;
+  const Db main_db = LoadDb(meta + kMetaDbs + kDbRecord);
+  if (Load<uint32_t>(meta) != kMagic ||
+      Load<uint64_t>(meta + kMetaTxnId) != id ||
+      Load<uint64_t>(m + kMetaTxnId) != id ||
+      mdb_stat(txn, /*MAIN_DBI*/ 1, &main) != MDB_SUCCESS ||
+      main.ms_depth != main_db.depth || main.ms_entries != main_db.entries ||
+      main.ms_leaf_pages != main_db.leaf_pages ||
+      main.ms_branch_pages != main_db.branch_pages ||
+      main.ms_overflow_pages != main_db.overflow_pages) {
     // Two commits since the snapshot began: its meta page was reused.
     return absl::AbortedError(absl::StrFormat(
         "no meta page describes transaction %d any more; begin again", id));
   }
-  const uint64_t page_count = Load<uint64_t>(m + kMetaLastPage) + 1;
-  Walker walker(file, file_pages, page_size, std::min(page_count, file_pages),
-                max_problems, progress);
+  // The snapshot may count pages past the end of the file that it never
+  // wrote (and lists as free); a tree page there is a truncated file.
+  const uint64_t page_count = Load<uint64_t>(meta + kMetaLastPage) + 1;
+  if (page_count > file_pages + kMaxUnwrittenPages) {
+    PageCheck truncated;
+    truncated.page_count = page_count;
+    truncated.problems.push_back(absl::StrFormat(
+        "the meta page counts %d pages, but the file has %d: it is truncated "
+        "or damaged",
+        page_count, file_pages));
+    return truncated;
+  }
+  Walker walker(file, file_pages, page_size, page_count, max_problems,
+                progress);
   walker.result().page_count = page_count;
-  if (page_count > file_pages) {
-    walker.result().problems.push_back(
-        absl::StrFormat("the file has %d bytes, but its pages reach %d",
-                        st.st_size, page_count * page_size));
-  }
-  // (The meta page is copied: the walk may outlast it.)
-  char meta_copy[kMetaTxnId + 8];
-  std::memcpy(meta_copy, m, sizeof meta_copy);
-  if (Load<uint64_t>(meta_copy + kMetaTxnId) != id) {
-    return absl::AbortedError("the meta page changed; begin again");
-  }
   TXMQ_RETURN_IF_ERROR(
-      walker.Walk("(free list)", LoadDb(meta_copy + kMetaDbs), Kind::kFree));
-  TXMQ_RETURN_IF_ERROR(walker.Walk(
-      "(main)", LoadDb(meta_copy + kMetaDbs + kDbRecord), Kind::kMain));
+      walker.Walk("(free list)", LoadDb(meta + kMetaDbs), Kind::kFree));
+  TXMQ_RETURN_IF_ERROR(walker.Walk("(main)", main_db, Kind::kMain));
   for (auto& [name, db] : walker.TakeTables()) {
     TXMQ_RETURN_IF_ERROR(walker.Walk(
         "'" + absl::CHexEscape(absl::string_view(name.data(), name.size())) +
@@ -448,6 +494,64 @@ absl::StatusOr<PageCheck> CheckPages(
   }
   walker.CheckFreePages();
   return std::move(walker.result());
+}
+
+absl::Status CheckMetaPages(std::string_view dir) {
+  const std::string path = std::string(dir) + "/data.mdb";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::OkStatus();  // LMDB says what is wrong
+  absl::Cleanup close_fd = [fd] { ::close(fd); };
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size == 0) return absl::OkStatus();
+  auto damaged = [&](std::string what) {
+    return absl::DataLossError(absl::StrFormat(
+        "'%s' is damaged: %s; restore the directory from a backup", path,
+        what));
+  };
+  // As LMDB reads them (mdb_env_read_header): page 0, then the page at the
+  // page size page 0 gives; the one with the higher transaction id wins.
+  size_t page_size = 0;
+  uint64_t txn_id = 0, last_page = 0;
+  uint64_t offset = 0;
+  for (int i = 0; i < 2; ++i) {
+    char page[kPageHeader + kMetaTxnId + 8];
+    if (::pread(fd, page, sizeof page, static_cast<off_t>(offset)) !=
+        static_cast<ssize_t>(sizeof page)) {
+      return absl::OkStatus();  // short: LMDB says what is wrong
+    }
+    const char* const meta = page + kPageHeader;
+    if ((Load<uint16_t>(page + 10) & kMeta) == 0 ||
+        Load<uint32_t>(meta) != kMagic || Load<uint32_t>(meta + 4) != 1) {
+      return absl::OkStatus();  // not LMDB's: LMDB says so
+    }
+    const size_t size = Load<uint32_t>(meta + kMetaDbs);  // the free list's pad
+    if (size < 512 || size > 65536 || !std::has_single_bit(size)) {
+      return damaged(
+          absl::StrFormat("meta page %d gives a page size of %d "
+                          "bytes",
+                          i, size));
+    }
+    if (i == 1 && size != page_size) {
+      return damaged(
+          absl::StrFormat("the meta pages give page sizes of %d and %d bytes",
+                          page_size, size));
+    }
+    if (i == 0 || Load<uint64_t>(meta + kMetaTxnId) > txn_id) {
+      txn_id = Load<uint64_t>(meta + kMetaTxnId);
+      last_page = Load<uint64_t>(meta + kMetaLastPage);
+    }
+    page_size = size;
+    offset += size;
+  }
+  // LMDB maps at least the pages the meta page counts.
+  const uint64_t file_pages = static_cast<uint64_t>(st.st_size) / page_size;
+  if (last_page >= file_pages + kMaxUnwrittenPages) {
+    return damaged(
+        absl::StrFormat("the meta page counts %d pages, but the "
+                        "file has %d: it is truncated or damaged",
+                        last_page + 1, file_pages));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckPagesOnOpen(MDB_env* env, std::string_view dir) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -249,6 +250,38 @@ TEST_F(PageCheckTest, TheDamageIsNamed) {
   EXPECT_EQ(ReadFile(dir + "/data.mdb"), data);  // left alone
 }
 
+// LMDB divides by the page size a meta page gives (SIGFPE at 0) and maps
+// the pages it counts: both are checked before mdb_env_open.
+TEST_F(PageCheckTest, DamagedMetaFieldsAreDataLossNotACrash) {
+  const std::string dir = tmp_.Sub("d");
+  Fill(dir, /*large=*/false);
+  const std::string pristine = ReadFile(dir + "/data.mdb");
+  // (meta page, offset in the page, value): the free list's pad is the
+  // page size (16 + 24); the last page is at 16 + 120.
+  struct Damage {
+    size_t page, at;
+    uint64_t value;
+    size_t bytes;
+  };
+  int n = 0;
+  for (const Damage& d :
+       {Damage{0, 40, 0, 4}, Damage{1, 40, 0, 4}, Damage{0, 40, 3000, 4},
+        Damage{1, 40, 8192, 4}, Damage{0, 136, uint64_t{1} << 40, 8},
+        Damage{1, 136, uint64_t{1} << 40, 8}}) {
+    std::string data = pristine;
+    std::memcpy(data.data() + d.page * kPage + d.at, &d.value, d.bytes);
+    const std::string copy = Copy(data, n++);
+    const int outcome = ProbeInChild(copy);
+    EXPECT_TRUE(outcome == kOpenDataLoss || outcome == kClean)
+        << "meta page " << d.page << " offset " << d.at << " = " << d.value
+        << ": outcome " << outcome;
+    if (d.page == 0 || d.at == 40) {
+      // Page 0 is always read; a page size is checked on both.
+      EXPECT_EQ(outcome, kOpenDataLoss) << d.page << " " << d.at;
+    }
+  }
+}
+
 // A few random bytes of a random page, meta pages and overflow pages
 // included: whatever they hit, no process crashes. Open fails with
 // DATA_LOSS, or a read does, or Verify reports it, or (in a message body, a
@@ -263,12 +296,16 @@ TEST_F(PageCheckTest, RandomByteDamageNeverCrashes) {
   constexpr int kTrials = 150;
   for (int trial = 0; trial < kTrials; ++trial) {
     std::string data = pristine;
-    const size_t page = rng() % pages;
+    // One trial in eight damages a meta page's fields.
+    const bool meta = rng() % 8 == 0;
+    const size_t page = meta ? rng() % 2 : rng() % pages;
     const int bytes = 1 + static_cast<int>(rng() % 8);
     std::string what = absl::StrFormat("trial %d: page %d, bytes", trial, page);
     for (int b = 0; b < bytes; ++b) {
       // Mostly the header and the node offsets, where LMDB is trusting.
-      const size_t at = rng() % 2 ? rng() % 64 : rng() % kPage;
+      const size_t at = meta        ? 16 + rng() % 144
+                        : rng() % 2 ? rng() % 64
+                                    : rng() % kPage;
       data[page * kPage + at] = static_cast<char>(rng());
       absl::StrAppendFormat(&what, " %d", at);
     }
