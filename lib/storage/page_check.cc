@@ -330,6 +330,12 @@ class Walker {
               absl::CHexEscape(absl::string_view(key.data(), key.size())), size,
               kDbRecord));
         }
+        // LMDB opens tables by C string.
+        if (key.empty() || key.find('\0') != std::string_view::npos) {
+          return bad(absl::StrFormat(
+              "table record '%s' has an empty name or one with a NUL byte",
+              absl::CHexEscape(absl::string_view(key.data(), key.size()))));
+        }
         tables_.emplace_back(std::string(key), LoadDb(value.data()));
       } else if (kind_ == Kind::kFree) {
         FreeList(pgno, value);
@@ -447,26 +453,34 @@ absl::StatusOr<PageCheck> CheckPages(
   absl::Cleanup unmap = [&] { ::munmap(map, length); };
   const char* const file = static_cast<const char*>(map);
 
-  // The meta page of this snapshot: transaction N's is page N % 2. It is
-  // copied (the next commit but one rewrites it), and the copy is checked
-  // against the transaction's own view of the main table.
+  // The meta page of this snapshot: LMDB's read transaction N takes its
+  // trees from page N % 2 (whatever transaction id that page holds). It is
+  // copied (the next commit but one rewrites it), and the copy must give
+  // the trees the transaction itself has.
   const uint64_t id = mdb_txn_id(txn);
   const char* const m = file + (id & 1) * page_size + kPageHeader;
   char meta[kMetaTxnId + 8];
   std::memcpy(meta, m, sizeof meta);
-  MDB_stat main;
+  if (Load<uint32_t>(meta) != kMagic) {
+    PageCheck damaged;
+    damaged.problems.push_back(
+        absl::StrFormat("meta page %d has no LMDB magic number", id & 1));
+    return damaged;
+  }
+  const Db free_db = LoadDb(meta + kMetaDbs);
   const Db main_db = LoadDb(meta + kMetaDbs + kDbRecord);
-  if (Load<uint32_t>(meta) != kMagic ||
-      Load<uint64_t>(meta + kMetaTxnId) != id ||
-      Load<uint64_t>(m + kMetaTxnId) != id ||
-      mdb_stat(txn, /*MAIN_DBI*/ 1, &main) != MDB_SUCCESS ||
-      main.ms_depth != main_db.depth || main.ms_entries != main_db.entries ||
-      main.ms_leaf_pages != main_db.leaf_pages ||
-      main.ms_branch_pages != main_db.branch_pages ||
-      main.ms_overflow_pages != main_db.overflow_pages) {
+  auto same = [txn](MDB_dbi dbi, const Db& db) {
+    MDB_stat st;
+    return mdb_stat(txn, dbi, &st) == MDB_SUCCESS && st.ms_depth == db.depth &&
+           st.ms_entries == db.entries && st.ms_leaf_pages == db.leaf_pages &&
+           st.ms_branch_pages == db.branch_pages &&
+           st.ms_overflow_pages == db.overflow_pages;
+  };
+  if (!same(/*FREE_DBI*/ 0, free_db) || !same(/*MAIN_DBI*/ 1, main_db)) {
     // Two commits since the snapshot began: its meta page was reused.
     return absl::AbortedError(absl::StrFormat(
-        "no meta page describes transaction %d any more; begin again", id));
+        "meta page %d no longer describes transaction %d; begin again", id & 1,
+        id));
   }
   // The snapshot may count pages past the end of the file that it never
   // wrote (and lists as free); a tree page there is a truncated file.
@@ -483,8 +497,7 @@ absl::StatusOr<PageCheck> CheckPages(
   Walker walker(file, file_pages, page_size, page_count, max_problems,
                 progress);
   walker.result().page_count = page_count;
-  TXMQ_RETURN_IF_ERROR(
-      walker.Walk("(free list)", LoadDb(meta + kMetaDbs), Kind::kFree));
+  TXMQ_RETURN_IF_ERROR(walker.Walk("(free list)", free_db, Kind::kFree));
   TXMQ_RETURN_IF_ERROR(walker.Walk("(main)", main_db, Kind::kMain));
   for (auto& [name, db] : walker.TakeTables()) {
     TXMQ_RETURN_IF_ERROR(walker.Walk(
@@ -564,7 +577,13 @@ absl::Status CheckPagesOnOpen(MDB_env* env, std::string_view dir) {
     constexpr size_t kShown = 3;
     absl::StatusOr<PageCheck> check = CheckPages(env, txn, kShown);
     mdb_txn_abort(txn);
-    if (absl::IsAborted(check.status()) && attempt < 10) continue;
+    if (absl::IsAborted(check.status())) {
+      if (attempt < 10) continue;
+      // No owner commits that often: the meta page disagrees with itself.
+      return absl::DataLossError(absl::StrFormat(
+          "'%s/data.mdb' is damaged: %s; restore the directory from a backup",
+          std::string(dir), check.status().message()));
+    }
     if (!check.ok()) return check.status();
     if (check->ok()) return absl::OkStatus();
     return absl::DataLossError(absl::StrFormat(
