@@ -201,7 +201,8 @@ class Inspector {
   // left without a topic; consumer offsets name existing topics and lie
   // within their queues; every pending transaction, delayed message and
   // outcome has exactly the timer rows the format requires, and every
-  // timer row has its target (docs/format.md). `progress` counts rows.
+  // timer row has its target (docs/format.md). `progress` counts pages,
+  // then rows.
   // Errors only when the directory cannot be read, or CANCELLED; what is
   // wrong with the directory is in the report.
   virtual absl::StatusOr<VerifyReport> Verify(

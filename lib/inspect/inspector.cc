@@ -51,6 +51,8 @@ constexpr std::string_view kMagic = "txmq";
 // Named tables the inspector may open beyond those present at Open: room
 // for topics a live owner creates while a command follows it.
 constexpr unsigned kSpareTables = 1024;
+// The problems a VerifyReport lists before "(more problems not listed)".
+constexpr size_t kMaxVerifyProblems = 1000;
 
 MDB_val Val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
@@ -576,8 +578,9 @@ class InspectorImpl final : public Inspector {
       const Inspector::Progress& progress) override;
 
   // The page check of Verify, in a snapshot it keeps in `*txn` when every
-  // page is sound (the report is then empty).
-  absl::StatusOr<VerifyReport> VerifyPages(std::optional<ReadTxn>* txn);
+  // page is sound (the report is then empty). `progress` counts pages.
+  absl::StatusOr<VerifyReport> VerifyPages(std::optional<ReadTxn>* txn,
+                                           const Inspector::Progress& progress);
 
   const std::string& dir() const override { return dir_; }
 
@@ -870,11 +873,11 @@ class InspectorImpl final : public Inspector {
 }  // namespace
 
 absl::StatusOr<VerifyReport> InspectorImpl::VerifyPages(
-    std::optional<ReadTxn>* txn_holder) {
-  constexpr size_t kMaxProblems = 1000;
+    std::optional<ReadTxn>* txn_holder, const Inspector::Progress& progress) {
   for (int attempt = 0;; ++attempt) {
     TXMQ_ASSIGN_OR_RETURN(ReadTxn txn, Begin(/*open_meta=*/false));
-    absl::StatusOr<PageCheck> pages = CheckPages(env_, txn.get(), kMaxProblems);
+    absl::StatusOr<PageCheck> pages =
+        CheckPages(env_, txn.get(), kMaxVerifyProblems, progress);
     // ABORTED: the owner committed twice since the snapshot began.
     if (absl::IsAborted(pages.status()) && attempt < 10) continue;
     TXMQ_RETURN_IF_ERROR(pages.status());
@@ -892,22 +895,21 @@ absl::StatusOr<VerifyReport> InspectorImpl::VerifyPages(
 
 absl::StatusOr<VerifyReport> InspectorImpl::Verify(
     const Inspector::Progress& progress) {
-  constexpr size_t kMaxProblems = 1000;
   VerifyReport r;
   // First the pages themselves (storage/page_check.h): LMDB would follow a
   // damaged page out of bounds, so its tables are only read when every page
   // of the snapshot is sound.
   std::optional<ReadTxn> txn_holder;
-  TXMQ_ASSIGN_OR_RETURN(VerifyReport pages, VerifyPages(&txn_holder));
+  TXMQ_ASSIGN_OR_RETURN(VerifyReport pages, VerifyPages(&txn_holder, progress));
   if (!pages.ok()) return pages;
   MDB_txn* const txn = txn_holder->get();
   if (int rc = mdb_dbi_open(txn, "meta", 0, &meta_); rc != MDB_SUCCESS) {
     return Failed(rc, "cannot read");
   }
   auto problem = [&](std::string text) {
-    if (r.problems.size() < kMaxProblems) {
+    if (r.problems.size() < kMaxVerifyProblems) {
       r.problems.push_back(std::move(text));
-    } else if (r.problems.size() == kMaxProblems) {
+    } else if (r.problems.size() == kMaxVerifyProblems) {
       r.problems.push_back("(more problems not listed)");
     }
   };
@@ -1402,7 +1404,7 @@ absl::StatusOr<VerifyReport> Inspector::VerifyPages(std::string_view dir) {
   TXMQ_ASSIGN_OR_RETURN(std::unique_ptr<InspectorImpl> inspector,
                         OpenInspector(dir, /*check_pages=*/false));
   std::optional<ReadTxn> txn;
-  return inspector->VerifyPages(&txn);
+  return inspector->VerifyPages(&txn, {});
 }
 
 }  // namespace txmq

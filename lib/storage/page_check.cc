@@ -59,6 +59,30 @@ constexpr size_t kMetaDbs = 24, kMetaLastPage = 120, kMetaTxnId = 128;
 // Deeper than any tree a file of 2^64 bytes can hold.
 constexpr unsigned kMaxDepth = 32;
 
+// LMDB takes the page size from a meta page without a check.
+bool ValidPageSize(size_t size) {
+  return size >= 512 && size <= 65536 && std::has_single_bit(size);
+}
+
+// A snapshot may count pages past the end of the file that it never wrote
+// (and lists as free); more than kMaxUnwrittenPages is a truncated file.
+bool TooManyPages(uint64_t page_count, uint64_t file_pages) {
+  return page_count > file_pages + kMaxUnwrittenPages;
+}
+
+std::string TooManyPagesText(uint64_t page_count, uint64_t file_pages) {
+  return absl::StrFormat(
+      "the meta page counts %d pages, but the file has %d: it is truncated "
+      "or damaged",
+      page_count, file_pages);
+}
+
+absl::Status Damaged(std::string_view dir, std::string_view what) {
+  return absl::DataLossError(absl::StrFormat(
+      "'%s/data.mdb' is damaged: %s; restore the directory from a backup",
+      std::string(dir), what));
+}
+
 template <typename T>
 T Load(const char* p) {
   T v;
@@ -431,8 +455,7 @@ absl::StatusOr<PageCheck> CheckPages(
     return LmdbStatus(rc, "cannot read the data file");
   }
   const size_t page_size = stat.ms_psize;
-  // LMDB takes the page size from the meta page without a check.
-  if (page_size < 512 || page_size > 65536 || !std::has_single_bit(page_size)) {
+  if (!ValidPageSize(page_size)) {
     return absl::DataLossError(absl::StrFormat(
         "the meta page gives a page size of %d bytes", page_size));
   }
@@ -482,16 +505,12 @@ absl::StatusOr<PageCheck> CheckPages(
         "meta page %d no longer describes transaction %d; begin again", id & 1,
         id));
   }
-  // The snapshot may count pages past the end of the file that it never
-  // wrote (and lists as free); a tree page there is a truncated file.
+  // A tree page past the end of the file is a truncated file (Read).
   const uint64_t page_count = Load<uint64_t>(meta + kMetaLastPage) + 1;
-  if (page_count > file_pages + kMaxUnwrittenPages) {
+  if (TooManyPages(page_count, file_pages)) {
     PageCheck truncated;
     truncated.page_count = page_count;
-    truncated.problems.push_back(absl::StrFormat(
-        "the meta page counts %d pages, but the file has %d: it is truncated "
-        "or damaged",
-        page_count, file_pages));
+    truncated.problems.push_back(TooManyPagesText(page_count, file_pages));
     return truncated;
   }
   Walker walker(file, file_pages, page_size, page_count, max_problems,
@@ -516,11 +535,7 @@ absl::Status CheckMetaPages(std::string_view dir) {
   absl::Cleanup close_fd = [fd] { ::close(fd); };
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_size == 0) return absl::OkStatus();
-  auto damaged = [&](std::string what) {
-    return absl::DataLossError(absl::StrFormat(
-        "'%s' is damaged: %s; restore the directory from a backup", path,
-        what));
-  };
+  auto damaged = [&](std::string_view what) { return Damaged(dir, what); };
   // As LMDB reads them (mdb_env_read_header): page 0, then the page at the
   // page size page 0 gives; the one with the higher transaction id wins.
   size_t page_size = 0;
@@ -538,7 +553,7 @@ absl::Status CheckMetaPages(std::string_view dir) {
       return absl::OkStatus();  // not LMDB's: LMDB says so
     }
     const size_t size = Load<uint32_t>(meta + kMetaDbs);  // the free list's pad
-    if (size < 512 || size > 65536 || !std::has_single_bit(size)) {
+    if (!ValidPageSize(size)) {
       return damaged(
           absl::StrFormat("meta page %d gives a page size of %d "
                           "bytes",
@@ -558,11 +573,8 @@ absl::Status CheckMetaPages(std::string_view dir) {
   }
   // LMDB maps at least the pages the meta page counts.
   const uint64_t file_pages = static_cast<uint64_t>(st.st_size) / page_size;
-  if (last_page >= file_pages + kMaxUnwrittenPages) {
-    return damaged(
-        absl::StrFormat("the meta page counts %d pages, but the "
-                        "file has %d: it is truncated or damaged",
-                        last_page + 1, file_pages));
+  if (TooManyPages(last_page + 1, file_pages)) {
+    return damaged(TooManyPagesText(last_page + 1, file_pages));
   }
   return absl::OkStatus();
 }
@@ -580,15 +592,11 @@ absl::Status CheckPagesOnOpen(MDB_env* env, std::string_view dir) {
     if (absl::IsAborted(check.status())) {
       if (attempt < 10) continue;
       // No owner commits that often: the meta page disagrees with itself.
-      return absl::DataLossError(absl::StrFormat(
-          "'%s/data.mdb' is damaged: %s; restore the directory from a backup",
-          std::string(dir), check.status().message()));
+      return Damaged(dir, std::string(check.status().message()));
     }
     if (!check.ok()) return check.status();
     if (check->ok()) return absl::OkStatus();
-    return absl::DataLossError(absl::StrFormat(
-        "'%s/data.mdb' is damaged: %s; restore the directory from a backup",
-        std::string(dir), absl::StrJoin(check->problems, "; ")));
+    return Damaged(dir, absl::StrJoin(check->problems, "; "));
   }
 }
 
